@@ -1,0 +1,172 @@
+"""The command line: `python run_pipeline.py COMMAND ...`. Each command is a thin layer over the API."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from . import api, datasets
+from .config import Config, add_config_flags, config_from_args
+from .data import DataError, LoadStats, write_jsonl
+from .schema import SchemaError, load_schema
+
+DEMO_DATA = Path(__file__).resolve().parent / "demo" / "sentences.jsonl"
+MODEL_FLAGS = ["schema", "model", "prompt", "four_bit", "batch_size", "threads", "cache_dir"]
+
+
+def _print_json(obj: object) -> None:
+    print(json.dumps(obj, indent=None, ensure_ascii=False))
+
+
+def _read(config: Config, spec: str, *, require_label: bool = False, schema_name: str | None = None):
+    """Pairs from a data spec, the schema they were read into, and the load counts."""
+    source = datasets.resolve(spec, config.shared)
+    name = schema_name or source.schema
+    schema = load_schema(name) if name else None
+    stats = LoadStats()
+    pairs = list(source.read(schema=schema, require_label=require_label,
+                             skip_invalid=config.skip_invalid, stats=stats))
+    if stats.skipped:
+        print(f"skipped {stats.skipped} invalid lines of {stats.read}; first: {stats.first_errors[0]}",
+              file=sys.stderr)
+    if not pairs:
+        raise DataError(source.path, 0, "(file)", "no pairs to read")
+    return pairs, schema, stats
+
+
+def cmd_demo(args: argparse.Namespace, config: Config) -> None:
+    pairs, schema, _ = _read(config, str(DEMO_DATA), require_label=True, schema_name=config.schema)
+    start = time.perf_counter()
+    predictions = api.extract(pairs, config=config)
+    seconds = time.perf_counter() - start
+    print(f"collab demo: {len(pairs)} pairs, schema {schema.id}, model {config.model}, "
+          f"prompt {config.prompt} (untuned: zero-shot label scoring)\n")
+    correct = 0
+    for pair, pred in zip(pairs, predictions):
+        mark = "ok" if pred.relation == pair.relation else "--"
+        correct += pred.relation == pair.relation
+        print(f"{mark} {pair.text}\n   {pair.head.text} -> {pair.tail.text}: {pred.relation} "
+              f"(p={pred.confidence:.2f}, margin {pred.margin:.2f}; expected {pair.relation})")
+    print(f"\n{correct}/{len(pairs)} as expected; {len(pairs) / seconds:.1f} pairs/s including model load")
+
+
+def cmd_predict(args: argparse.Namespace, config: Config) -> None:
+    pairs, schema, stats = _read(config, args.data, schema_name=config.schema)
+    predictions = api.extract(pairs, config=config)
+    n = write_jsonl(args.out, predictions)
+    print(f"wrote {n} predictions to {args.out} (schema {config.schema}, model {config.model})")
+
+
+def cmd_eval(args: argparse.Namespace, config: Config) -> None:
+    result = api.evaluate(args.gold, args.pred, schema=args.schema_name, config=config)
+    if args.report:
+        from .report import write_report
+        summary = write_report(result, Path(args.report))
+        print(f"report: {summary}", file=sys.stderr)
+    if args.json:
+        _print_json(result)
+        return
+    print(f"n={result['n']}  micro P/R/F1 {result['micro_p']:.4f} / {result['micro_r']:.4f} / "
+          f"{result['micro_f1']:.4f}  macro-F1 {result['macro_f1']:.4f}")
+    if result.get("head_micro_f1") is not None:
+        print(f"head micro-F1 {result['head_micro_f1']:.4f}  long-tail micro-F1 {result['tail_micro_f1']:.4f}")
+    for label, row in sorted(result["per_label"].items()):
+        print(f"  {label:32s} P {row['p']:.3f}  R {row['r']:.3f}  F1 {row['f1']:.3f}  support {row['support']}")
+
+
+def cmd_datasets(args: argparse.Namespace, config: Config) -> None:
+    root = datasets.datasets_root(config.shared)
+    rows = {str(path.relative_to(root)): datasets.count_file(path) for path in datasets.re_files(config.shared)}
+    if args.json:
+        _print_json(rows)
+        return
+    for name, row in rows.items():
+        print(f"{name}: {row['ok']} ok, {row['bad']} bad, {row['labels']} labels, splits {row['splits']}")
+    print(f"total: {sum(r['ok'] for r in rows.values())} RE examples ok, {sum(r['bad'] for r in rows.values())} bad")
+
+
+def cmd_labels(args: argparse.Namespace, config: Config) -> None:
+    schema = load_schema(config.schema)
+    split = datasets.head_tail(schema, coverage=config.tail_coverage, shared=config.shared,
+                               cache_dir=config.cache_dir) if schema.train_data else None
+    rows = []
+    for label in schema.labels:
+        group = None if split is None or label.name == schema.negative else (
+            "head" if label.name in split["head"] else "tail")
+        rows.append({"label": label.name, "direction": label.direction, "inverse": label.inverse,
+                     "group": group, "train_count": (split or {}).get("counts", {}).get(label.name, 0)})
+    if args.json:
+        _print_json({"schema": schema.id, "fingerprint": schema.fingerprint, "labels": rows,
+                     "head": split and split["head"], "tail": split and split["tail"]})
+        return
+    print(f"{schema.id} ({schema.fingerprint[:12]}): {schema.description}")
+    if split:
+        print(f"head/long-tail from {split['train_data']} at {split['coverage']:.0%} coverage")
+    for row in rows:
+        print(f"  {row['label']:30s} {row['direction']:9s} {row['group'] or '':5s} {row['train_count']:6d}"
+              f"  {'inverse ' + row['inverse'] if row['inverse'] else ''}")
+
+
+def cmd_validate(args: argparse.Namespace, config: Config) -> None:
+    schema = args.schema_name
+    pairs, schema_obj, stats = _read(config, args.data, require_label=args.labelled, schema_name=schema)
+    print(f"{args.data}: {stats.kept} pairs ok, {stats.skipped} invalid lines skipped, "
+          f"{stats.dropped} dropped by the label mapping"
+          + (f"; labels checked against {schema_obj.id}" if schema_obj else ""))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="run_pipeline.py", description=(
+        "collab: a small model guides a large one to extract relations, and turns books into character graphs."))
+    parser.add_argument("--config", help="TOML or YAML file with settings (flags override it)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, func, help: str, flags: list[str]) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help)
+        sub.add_argument("--config", default=argparse.SUPPRESS, help="TOML or YAML file with settings")
+        add_config_flags(sub, flags)
+        sub.set_defaults(func=func)
+        return sub
+
+    command("demo", cmd_demo, "predict relations for a few bundled example sentences and print them",
+            MODEL_FLAGS)
+    sub = command("predict", cmd_predict, "predict a relation for every pair of a JSONL file",
+                  ["shared", "skip_invalid", *MODEL_FLAGS])
+    sub.add_argument("--data", required=True, help="JSONL file, or a staged split such as semeval:test")
+    sub.add_argument("--out", required=True, help="prediction JSONL to write")
+    sub = command("eval", cmd_eval, "score predictions against gold: positive-class micro-F1 and more",
+                  ["shared", "cache_dir", "tail_coverage"])
+    sub.add_argument("--gold", required=True, help="gold JSONL, or a staged split such as semeval:test")
+    sub.add_argument("--pred", required=True, help="prediction JSONL (id, relation, ...)")
+    sub.add_argument("--schema", dest="schema_name", default=None,
+                     help="schema of the labels (default: the staged dataset's)")
+    sub.add_argument("--json", action="store_true", help="print one JSON object")
+    sub.add_argument("--report", metavar="DIR", help="also write a confusion heat map, F1 bars and summary.md")
+    sub = command("datasets", cmd_datasets, "list the staged relation-extraction files with their counts",
+                  ["shared"])
+    sub.add_argument("--json", action="store_true", help="print one JSON object")
+    sub = command("labels", cmd_labels, "show a schema's labels, directions and head/long-tail split",
+                  ["schema", "shared", "cache_dir", "tail_coverage"])
+    sub.add_argument("--json", action="store_true", help="print one JSON object")
+    sub = command("validate", cmd_validate, "check a JSONL file of pairs and report what is wrong",
+                  ["shared", "skip_invalid"])
+    sub.add_argument("--data", required=True, help="JSONL file, or a staged split such as dialogre:test")
+    sub.add_argument("--schema", dest="schema_name", default=None, help="check labels against this schema")
+    sub.add_argument("--labelled", action="store_true", help="require a relation on every line")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = config_from_args(args)
+        args.func(args, config)
+    except (DataError, SchemaError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0

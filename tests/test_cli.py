@@ -1,0 +1,71 @@
+import json
+
+from conftest import pair_record
+
+from collab.cli import main
+
+
+def gold_and_pred(write_jsonl, rows):
+    """rows: (gold, predicted) labels; the sentence is the same fixture for each."""
+    gold = write_jsonl([pair_record(f"g{i}", relation=g) for i, (g, _) in enumerate(rows)], "gold.jsonl")
+    pred = write_jsonl([{"id": f"g{i}", "relation": p, "confidence": 0.5, "route": "slm"}
+                        for i, (_, p) in enumerate(rows)], "pred.jsonl")
+    return gold, pred
+
+
+def test_help_lists_the_commands(capsys):
+    try:
+        main(["--help"])
+    except SystemExit as e:
+        assert e.code == 0
+    out = capsys.readouterr().out
+    for command in ("demo", "predict", "eval", "datasets", "labels", "validate"):
+        assert command in out
+
+
+def test_eval_json_matches_hand_computed_figures(write_jsonl, capsys, tmp_path):
+    gold, pred = gold_and_pred(write_jsonl, [
+        ("Cause-Effect(e1,e2)", "Cause-Effect(e1,e2)"),   # TP Cause-Effect(e1,e2)
+        ("Cause-Effect(e1,e2)", "Cause-Effect(e2,e1)"),   # direction error: FN (e1,e2) + FP (e2,e1)
+        ("Message-Topic(e1,e2)", "no_relation"),          # FN Message-Topic
+        ("no_relation", "Entity-Origin(e1,e2)"),          # FP Entity-Origin
+        ("no_relation", "no_relation"),                   # nothing
+        ("Message-Topic(e1,e2)", "Friendship(e1,e2)"),    # outside the label set: FN + FP
+    ])
+    # TP 1, FP 3, FN 3 → P = 1/4, R = 1/4, F1 = 1/4.
+    # Per gold label: Cause-Effect(e1,e2) P 1/1 R 1/2 F1 2/3; Message-Topic(e1,e2) F1 0 → macro = 1/3.
+    assert main(["eval", "--gold", str(gold), "--pred", str(pred), "--schema", "semeval", "--json",
+                 "--cache-dir", str(tmp_path / "cache"), "--report", str(tmp_path / "report")]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["n"] == 6
+    assert abs(result["micro_f1"] - 0.25) < 1e-9 and abs(result["macro_f1"] - 1 / 3) < 1e-9
+    assert abs(result["per_label"]["Cause-Effect(e1,e2)"]["f1"] - 2 / 3) < 1e-9
+    assert abs(result["schema_valid_rate"] - 5 / 6) < 1e-9
+    assert result["head_micro_f1"] is not None and result["tail_micro_f1"] is not None
+    assert {"micro_f1", "macro_f1", "head_micro_f1", "tail_micro_f1", "per_label", "n"} <= set(result)
+    assert (tmp_path / "report" / "summary.md").is_file() and (tmp_path / "report" / "confusion.png").is_file()
+
+
+def test_eval_names_missing_ids(write_jsonl, capsys):
+    gold = write_jsonl([pair_record("a"), pair_record("b")], "gold.jsonl")
+    pred = write_jsonl([{"id": "a", "relation": "no_relation"}, {"id": "z", "relation": "no_relation"}], "pred.jsonl")
+    assert main(["eval", "--gold", str(gold), "--pred", str(pred)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "b" in err and "z" in err and err.count("\n") == 1
+
+
+def test_validate_reports_bad_line_or_skips(write_jsonl, capsys):
+    path = write_jsonl([pair_record("a"), '{"id": "b"}', pair_record("c")])
+    assert main(["validate", "--data", str(path)]) == 2
+    assert f"{path}:2: text: missing" in capsys.readouterr().err
+    assert main(["validate", "--data", str(path), "--skip-invalid", "--schema", "semeval"]) == 0
+    assert "2 pairs ok, 1 invalid lines skipped" in capsys.readouterr().out
+
+
+def test_labels_and_datasets_commands(capsys, tmp_path):
+    assert main(["labels", "--schema", "characters", "--json", "--cache-dir", str(tmp_path)]) == 0
+    labels = json.loads(capsys.readouterr().out)
+    assert labels["schema"] == "characters.v1" and "parent_of" in labels["head"] + labels["tail"]
+    assert main(["datasets", "--json"]) == 0
+    counts = json.loads(capsys.readouterr().out)
+    assert counts["semeval2010_task8/test.jsonl"]["ok"] == 2717

@@ -1,0 +1,54 @@
+import argparse
+from pathlib import Path
+
+import pytest
+
+from collab.config import Config, add_config_flags, config_from_args
+
+
+def parse(argv, config_file=None):
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--config")
+    add_config_flags(parser, ["schema", "batch_size", "four_bit", "cache_dir", "tail_coverage"])
+    args = parser.parse_args(([f"--config={config_file}"] if config_file else []) + argv)
+    return config_from_args(args)
+
+
+def test_defaults_then_file_then_flags(tmp_path):
+    assert parse([]) == Config()
+    toml = tmp_path / "c.toml"
+    toml.write_text('schema = "characters"\nbatch_size = 4\nfour_bit = true\n')
+    assert parse([], toml).schema == "characters" and parse([], toml).four_bit is True
+    config = parse(["--batch-size", "2", "--no-four-bit", "--cache-dir", str(tmp_path)], toml)
+    assert (config.schema, config.batch_size, config.four_bit, config.cache_dir) == ("characters", 2, False, tmp_path)
+    yaml_file = tmp_path / "c.yaml"
+    yaml_file.write_text("tail_coverage: 0.9\n")
+    assert parse([], yaml_file).tail_coverage == 0.9
+
+
+def test_every_field_is_a_flag():
+    parser = argparse.ArgumentParser()
+    names = list(Config.__dataclass_fields__)
+    add_config_flags(parser, names)
+    flags = {a.dest for a in parser._actions}
+    assert set(names) <= flags
+
+
+@pytest.mark.parametrize("text, message", [
+    ('batch_size = "many"', r"c.toml: batch_size: Input should be a valid integer"),
+    ('bogus = 1', r"c.toml: bogus: Unexpected keyword argument"),
+    ('schema = ', r"c.toml: cannot read config"),
+])
+def test_bad_config_is_one_clear_line(tmp_path, text, message):
+    path = tmp_path / "c.toml"
+    path.write_text(text + "\n")
+    with pytest.raises(ValueError, match=message) as info:
+        Config.load(path)
+    assert "\n" not in str(info.value)
+
+
+def test_replace_validates():
+    assert Config().replace(batch_size="3").batch_size == 3
+    assert isinstance(Config().replace(shared="x").shared, Path)
+    with pytest.raises(ValueError):
+        Config().replace(seed="x")
