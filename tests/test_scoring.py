@@ -1,0 +1,187 @@
+"""LabelScorer: label distributions from scored continuations, with prompt-KV reuse equal to the naive path.
+
+Tests marked `model` use the packaged SmolLM2 (converted once per session into the same cache folder as
+test_models.py; COLLAB_TEST_CACHE_DIR keeps it between runs).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from collab.data import Mention, Pair
+from guides.scoring import LabelScorer
+
+SEMEVAL = (
+    "Cause-Effect(e1,e2)", "Cause-Effect(e2,e1)", "Instrument-Agency(e1,e2)", "Instrument-Agency(e2,e1)",
+    "Product-Producer(e1,e2)", "Product-Producer(e2,e1)", "Content-Container(e1,e2)", "Content-Container(e2,e1)",
+    "Entity-Origin(e1,e2)", "Entity-Origin(e2,e1)", "Entity-Destination(e1,e2)", "Entity-Destination(e2,e1)",
+    "Component-Whole(e1,e2)", "Component-Whole(e2,e1)", "Member-Collection(e1,e2)", "Member-Collection(e2,e1)",
+    "Message-Topic(e1,e2)", "Message-Topic(e2,e1)", "no_relation",
+)
+# A few labels of different token lengths, two of them a prefix of another, so padding and masking matter.
+MIXED = ("Cause", "Cause-Effect(e1,e2)", "A", "A B", "no_relation", "Member-Collection(e2,e1)")
+
+
+def _pair(pair_id: str, text: str, head: str, tail: str, relation: str | None = None) -> Pair:
+    h, t = text.index(head), text.index(tail)
+    return Pair(pair_id, text, Mention(head, h, h + len(head)), Mention(tail, t, t + len(tail)), relation)
+
+
+PAIRS = [
+    _pair("p1", "The fire was caused by a faulty cable in the basement.", "fire", "cable", "Cause-Effect(e2,e1)"),
+    _pair("p2", "The letters were put into a small wooden box.", "letters", "box", "Entity-Destination(e1,e2)"),
+    _pair("p3", "A flock of geese flew over the lake.", "flock", "geese", "Member-Collection(e2,e1)"),
+]
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory) -> Path:
+    configured = os.environ.get("COLLAB_TEST_CACHE_DIR")
+    return Path(configured) if configured else tmp_path_factory.getbasetemp() / "collab-model-cache"
+
+
+@pytest.fixture(scope="module")
+def smollm2(model_cache):
+    from guides.models import load_model
+
+    return load_model("smollm2", model_cache, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def smollm2_f64(model_cache):
+    """The same weights in float64: the KV-reuse path must then match the naive path to rounding error."""
+    import torch
+
+    from guides.models import load_model
+
+    return load_model("smollm2", model_cache, device="cpu", dtype=torch.float64)
+
+
+# ------------------------------------------------------------------------------------------ fast tests
+def test_label_set_is_validated():
+    with pytest.raises(ValueError, match="at least one label"):
+        LabelScorer(None, None, [])
+    with pytest.raises(ValueError, match="duplicate labels: A"):
+        LabelScorer(None, None, ["A", "B", "A"])
+    with pytest.raises(ValueError, match="non-empty"):
+        LabelScorer(None, None, ["A", " "])
+
+
+# ------------------------------------------------------------------------------------- real SmolLM2
+@pytest.mark.model
+def test_distribution_sums_to_one_over_the_labels(smollm2):
+    scorer = LabelScorer(*smollm2, SEMEVAL)
+    dist = scorer.distribution(PAIRS[0])
+    assert set(dist) <= set(SEMEVAL) and len(dist) == len(SEMEVAL)
+    assert sum(dist.values()) == pytest.approx(1.0, abs=1e-6)
+    assert all(0.0 <= p <= 1.0 for p in dist.values())
+
+
+@pytest.mark.model
+def test_predictions_stay_inside_the_label_set(smollm2):
+    scorer = LabelScorer(*smollm2, SEMEVAL, template="slm/schema_enum.v1")
+    predictions = scorer.predict(iter(PAIRS))
+    assert [p.id for p in predictions] == [p.id for p in PAIRS]
+    for prediction in predictions:
+        assert prediction.relation in SEMEVAL
+        assert prediction.route == "slm"
+        assert prediction.slm == {"relation": prediction.relation, "confidence": prediction.confidence}
+        probs = list(prediction.distribution.values())
+        assert len(probs) == 5 and probs == sorted(probs, reverse=True)
+        assert set(prediction.distribution) <= set(SEMEVAL)
+        assert next(iter(prediction.distribution)) == prediction.relation
+        assert prediction.confidence == pytest.approx(probs[0])
+        assert prediction.margin == pytest.approx(probs[0] - probs[1]) and prediction.margin >= 0
+
+
+@pytest.mark.model
+def test_kv_reuse_equals_the_naive_path(smollm2_f64):
+    """Exactness of the batched, padded, prefix-cached path: float64 leaves only rounding error."""
+    tree = LabelScorer(*smollm2_f64, MIXED)
+    padded = LabelScorer(*smollm2_f64, MIXED, tree=False)
+    assert tree.tree and not padded.tree
+    for pair in PAIRS[:2]:
+        naive = tree.naive_label_scores(pair)
+        assert (tree.label_scores(pair) - naive).abs().max().item() < 1e-4
+        assert (padded.label_scores(pair) - naive).abs().max().item() < 1e-4
+
+
+@pytest.mark.model
+def test_kv_reuse_matches_the_naive_path_in_fp32(smollm2):
+    """In fp32 the two paths differ by float noise only (~2e-4 on scores around -50); the softmax is unaffected."""
+    import torch
+
+    scorer = LabelScorer(*smollm2, MIXED)
+    for pair in PAIRS[:2]:
+        fast, naive = scorer.label_scores(pair), scorer.naive_label_scores(pair)
+        assert torch.allclose(fast, naive, rtol=2e-5, atol=1e-3)
+        assert (torch.softmax(fast.double(), 0) - torch.softmax(naive.double(), 0)).abs().max().item() < 1e-4
+
+
+@pytest.mark.model
+def test_prefix_cache_chunking_and_repeat_calls_agree(smollm2):
+    import torch
+
+    model, tokenizer = smollm2
+    reference = LabelScorer(model, tokenizer, MIXED, reuse_prefix=False, tree=False)
+    variants = [LabelScorer(model, tokenizer, MIXED),  # prefix cache + trie
+                LabelScorer(model, tokenizer, MIXED, tree=False),  # prefix cache + padded batch
+                LabelScorer(model, tokenizer, MIXED, label_batch=2),  # three tries, the prompt cache copied
+                LabelScorer(model, tokenizer, MIXED, label_batch=4, tree=False)]
+    cached = variants[0]
+    assert len(cached.shared_prefix) >= 8 and reference.shared_prefix == []
+    assert len(variants[2]._tries) == 3
+    for pair in PAIRS[:2]:
+        expected = reference.label_scores(pair)
+        for variant in variants:
+            assert torch.allclose(variant.label_scores(pair), expected, atol=1e-3)
+    assert torch.equal(cached.label_scores(PAIRS[0]), cached.label_scores(PAIRS[0]))  # deterministic
+
+
+@pytest.mark.model
+def test_a_label_that_prefixes_another_is_not_favoured(smollm2):
+    model, tokenizer = smollm2
+    scorer = LabelScorer(model, tokenizer, ["A", "A B"])
+    short, long = scorer.continuations
+    end_of_turn = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert short[-1] == end_of_turn and long[-1] == end_of_turn
+    assert long[:len(short)] != short  # "A" + end-of-turn is not a prefix of "A B" + end-of-turn
+    dist = scorer.distribution(PAIRS[2])
+    assert set(dist) == {"A", "A B"} and sum(dist.values()) == pytest.approx(1.0)
+    assert scorer.predict([PAIRS[2]])[0].relation in {"A", "A B"}
+
+
+@pytest.mark.model
+def test_training_mode_is_restored(smollm2):
+    model, tokenizer = smollm2
+    scorer = LabelScorer(model, tokenizer, ["A", "A B"])
+    model.train()
+    try:
+        first = scorer.label_scores(PAIRS[0])
+        assert model.training
+        assert scorer.label_scores(PAIRS[0]).tolist() == first.tolist()  # no dropout while scoring
+    finally:
+        model.eval()
+
+
+@pytest.mark.model
+def test_prefix_cache_follows_weight_updates(smollm2):
+    import torch
+
+    model, tokenizer = smollm2
+    scorer = LabelScorer(model, tokenizer, ["A", "A B"])
+    before = scorer.label_scores(PAIRS[0])
+    weight = model.model.layers[0].self_attn.q_proj.weight
+    original = weight.detach().clone()
+    try:
+        with torch.no_grad():
+            weight.mul_(1.5)  # an in-place update, as an optimizer step makes
+        changed = scorer.label_scores(PAIRS[0])
+        fresh = LabelScorer(model, tokenizer, ["A", "A B"], reuse_prefix=False).label_scores(PAIRS[0])
+        assert not torch.allclose(changed, before) and torch.allclose(changed, fresh, atol=1e-3)
+    finally:
+        with torch.no_grad():
+            weight.copy_(original)
+    assert torch.allclose(scorer.label_scores(PAIRS[0]), before, atol=1e-5)
