@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from . import datasets
+from .cache import content_key, file_sha256
 from .config import Config
 from .data import Mention, Pair, Prediction, read_predictions
 from .metrics import score
@@ -46,15 +47,43 @@ def as_pairs(items: Iterable[PairLike]) -> list[Pair]:
 
 
 @lru_cache(maxsize=2)
-def _scorer(model: str, prompt: str, schema_id: str, four_bit: bool, cache_dir: Path | None):
+def _scorer(model: str, prompt: str, schema_id: str, four_bit: bool | None, cache_dir: Path | None,
+            guide: str | None):
     # Model loads dominate start-up, so one process keeps the last two scorers it built.
     from guides.models import load_model
     from guides.scoring import LabelScorer
 
     from .cache import cache_root
 
+    if guide:
+        from guides.guide import load_guide
+
+        return load_guide(guide, Config(model=model, four_bit=four_bit, cache_dir=cache_dir), expect_schema=schema_id)
     llm, tokenizer = load_model(model, cache_root(cache_dir), four_bit=four_bit)
     return LabelScorer(llm, tokenizer, load_schema(schema_id).label_names, template=prompt)
+
+
+def guide_for(config: Config, schema: Schema) -> str | None:
+    """The guide folder `config.guide` selects for this schema, or None for untuned zero-shot scoring."""
+    if config.guide == "none":
+        return None
+    if config.guide == "auto":
+        from guides.guide import shipped_guide
+
+        found = shipped_guide(schema, config.model)
+        return str(found) if found else None
+    from guides.guide import guide_path
+
+    return str(guide_path(config.guide))
+
+
+def scorer_identity(config: Config, schema: Schema) -> str:
+    """What decides the predictions: the guide's files, or the untuned model, prompt and schema."""
+    guide = guide_for(config, schema)
+    if guide:
+        return content_key(file_sha256(Path(guide) / "guide.json"),
+                           file_sha256(Path(guide) / "adapter_model.safetensors"))
+    return content_key(config.model, config.prompt, schema.fingerprint)
 
 
 def scorer_for(config: Config, schema: Schema):
@@ -62,7 +91,8 @@ def scorer_for(config: Config, schema: Schema):
 
     if config.threads:
         torch.set_num_threads(config.threads)
-    return _scorer(config.model, config.prompt, str(schema.path), config.four_bit, config.cache_dir)
+    return _scorer(config.model, config.prompt, str(schema.path), config.four_bit, config.cache_dir,
+                   guide_for(config, schema))
 
 
 def extract(items: Iterable[PairLike], *, config: Config | None = None, **overrides: Any) -> list[Prediction]:

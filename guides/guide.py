@@ -1,0 +1,213 @@
+"""A guide is one folder: a PEFT LoRA adapter plus guide.json, which says what it may be used with.
+
+guide.json holds the base model (name and GGUF/weights hash), the schema (name and fingerprint), the prompt
+template, the training mode and data, the calibration temperature and the dev-split per-label F1. Loading
+checks the fingerprints, so an adapter is never used with a schema or base model it was not trained for.
+
+`train_guide` runs the stages in order; each stage's output lives in the folder, so a rerun resumes where the
+last one stopped: training (checkpointed inside `train_lora`), then dev scoring (dev_scores.pt), then
+calibration (guide.json, reliability.png).
+"""
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from collab import datasets
+from collab.cache import cache_root, content_key, file_sha256
+from collab.calibration import expected_calibration_error, fit_temperature, reliability_diagram
+from collab.config import Config, TrainSettings
+from collab.data import Pair
+from collab.files import atomic_write_text
+from collab.metrics import score
+from collab.schema import Schema, load_schema
+
+from .models import load_model, resolve_model
+from .scoring import LabelScorer
+from .train import encode, train_lora
+
+GUIDE_FILE = "guide.json"
+FORMAT = 1
+SHIPPED = Path(__file__).resolve().parent / "adapters"
+
+
+class GuideError(ValueError):
+    """A guide folder is missing, incomplete, or does not fit the schema or base model asked for."""
+
+
+def guide_path(spec: str | Path) -> Path:
+    """A shipped guide's name (a folder under guides/adapters) or a path to a guide folder."""
+    path = Path(spec).expanduser()
+    if not path.exists() and (SHIPPED / str(spec)).is_dir():
+        path = SHIPPED / str(spec)
+    if not (path / GUIDE_FILE).is_file():
+        shipped = sorted(p.name for p in SHIPPED.glob("*") if (p / GUIDE_FILE).is_file()) if SHIPPED.is_dir() else []
+        raise GuideError(f"{path}: not a guide folder (no {GUIDE_FILE}); shipped guides: "
+                         f"{', '.join(shipped) or 'none'}")
+    return path
+
+
+def shipped_guide(schema: Schema, model: str) -> Path | None:
+    """The shipped guide trained for this schema on this base model, if there is one."""
+    for meta_file in sorted(SHIPPED.glob(f"*/{GUIDE_FILE}")):
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        if meta.get("schema", {}).get("name") == schema.id and meta.get("base_model", {}).get("name") == model \
+                and meta.get("temperature") is not None:
+            return meta_file.parent
+    return None
+
+
+def read_guide(spec: str | Path) -> tuple[Path, dict]:
+    path = guide_path(spec)
+    meta = json.loads((path / GUIDE_FILE).read_text(encoding="utf-8"))
+    if meta.get("format") != FORMAT:
+        raise GuideError(f"{path / GUIDE_FILE}: format {meta.get('format')!r}; this collab reads format {FORMAT}")
+    if meta.get("temperature") is None:
+        raise GuideError(f"{path / GUIDE_FILE}: training finished but calibration did not; rerun the train command")
+    return path, meta
+
+
+def weights_hash(model_dir: Path) -> str:
+    """The converted folder is named by its GGUF's hash; a plain folder is hashed by its weight files."""
+    files = sorted(model_dir.glob("*.safetensors")) or sorted(model_dir.glob("*.bin"))
+    return content_key(*(file_sha256(f) for f in files))[:16]
+
+
+def load_guide(spec: str | Path, config: Config | None = None, *, expect_schema: str | None = None) -> LabelScorer:
+    """A calibrated LabelScorer with the guide's adapter on its base model."""
+    from peft import PeftModel
+
+    config = config or Config()
+    path, meta = read_guide(spec)
+    schema = load_schema(meta["schema"]["name"])
+    if expect_schema and load_schema(expect_schema).id != schema.id:
+        raise GuideError(f"{path}: this guide was trained for schema {schema.id}, not {load_schema(expect_schema).id}")
+    if schema.fingerprint != meta["schema"]["fingerprint"]:
+        raise GuideError(f"{path}: schema {schema.id} has changed since this guide was trained "
+                         f"(fingerprint {schema.fingerprint[:12]} != {meta['schema']['fingerprint'][:12]}); retrain it")
+    if list(schema.label_names) != meta["labels"]:
+        raise GuideError(f"{path}: the guide's labels differ from schema {schema.id}'s")
+    base = resolve_model(meta["base_model"]["name"], cache_root(config.cache_dir))
+    if weights_hash(base) != meta["base_model"]["weights"]:
+        raise GuideError(f"{path}: base model {meta['base_model']['name']} ({base}) is not the one this guide was "
+                         f"trained on (weights {weights_hash(base)} != {meta['base_model']['weights']})")
+    four_bit = torch.cuda.is_available() if config.four_bit is None else config.four_bit
+    model, tokenizer = load_model(base, cache_root(config.cache_dir), four_bit=four_bit)
+    model = PeftModel.from_pretrained(model, path)
+    if not four_bit:
+        model = model.merge_and_unload()  # plain weights again: scoring runs at the base model's speed
+    model.eval()
+    return LabelScorer(model, tokenizer, schema.label_names, template=meta["prompt"],
+                       temperature=meta["temperature"])
+
+
+# ------------------------------------------------------------------------------------------------ training
+def _dev_scores(scorer: LabelScorer, pairs: list[Pair], out: Path) -> dict:
+    cached = out / "dev_scores.pt"
+    key = content_key(*(p.id for p in pairs), file_sha256(out / "adapter_model.safetensors"))
+    if cached.is_file():
+        saved = torch.load(cached)
+        if saved.get("key") == key:
+            return saved
+    from tqdm import tqdm
+
+    index = {label: i for i, label in enumerate(scorer.labels)}
+    start = time.perf_counter()
+    scores = torch.stack([scorer.label_scores(p) for p in tqdm(pairs, desc="dev scoring", unit="pair")])
+    saved = {"key": key, "scores": scores.double(), "gold": torch.tensor([index[p.relation] for p in pairs]),
+             "ids": [p.id for p in pairs], "seconds": time.perf_counter() - start}
+    tmp = cached.with_suffix(".tmp")
+    torch.save(saved, tmp)
+    tmp.replace(cached)
+    return saved
+
+
+def calibrate(scorer: LabelScorer, dev: list[Pair], out: Path, schema: Schema) -> dict:
+    """Fit the temperature on dev; ECE before and after, per-label dev F1, and a reliability diagram."""
+    saved = _dev_scores(scorer, dev, out)
+    scores, gold = saved["scores"], saved["gold"]
+    temperature = fit_temperature(scores, gold)
+    raw, calibrated = torch.softmax(scores, 1), torch.softmax(scores / temperature, 1)
+    reliability_diagram([("uncalibrated", raw), (f"T = {temperature:.2f}", calibrated)], gold,
+                        out / "reliability.png", title=f"{out.name}: dev reliability")
+    labels = scorer.labels
+    predicted = scores.argmax(1).tolist()
+    result = score({i: [labels[g]] for i, g in zip(saved["ids"], gold.tolist())},
+                   {i: labels[p] for i, p in zip(saved["ids"], predicted)}, label_set=schema.label_names)
+    return {"temperature": round(temperature, 4),
+            "dev": {"n": len(dev), "micro_f1": round(result["micro_f1"], 4), "macro_f1": round(result["macro_f1"], 4),
+                    "ece_before": round(expected_calibration_error(raw, gold), 4),
+                    "ece_after": round(expected_calibration_error(calibrated, gold), 4),
+                    "pairs_per_second": round(len(dev) / saved["seconds"], 2),
+                    "per_label_f1": {k: round(v["f1"], 4) for k, v in result["per_label"].items()}}}
+
+
+def _save_half(peft_model: Any, out: Path) -> None:
+    """Save the adapter in fp16: half the size in git, and LoRA weights lose nothing that shows in F1."""
+    lora = [p for n, p in peft_model.named_parameters() if "lora_" in n]
+    dtypes = [p.dtype for p in lora]
+    for p in lora:
+        p.data = p.data.half()
+    peft_model.save_pretrained(out)
+    for p, dtype in zip(lora, dtypes):
+        p.data = p.data.to(dtype)
+
+
+def train_guide(config: Config, train_spec: str, dev_spec: str, out: str | Path, settings: TrainSettings, *,
+                max_steps: int | None = None, progress: bool = True) -> dict:
+    """Train, score dev, calibrate; returns guide.json's content (also written into `out`)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    schema = load_schema(config.schema)
+    train_source = datasets.resolve(train_spec, config.shared)
+    pairs = list(train_source.read(schema=schema, require_label=True))
+    dev = list(datasets.resolve(dev_spec, config.shared).read(schema=schema, require_label=True))
+    if not pairs or not dev:
+        raise ValueError(f"{train_spec if not pairs else dev_spec}: no labelled pairs to train or calibrate on")
+    base = resolve_model(config.model, cache_root(config.cache_dir))
+    model, tokenizer = load_model(base, cache_root(config.cache_dir), four_bit=settings.four_bit)
+    scorer = LabelScorer(model, tokenizer, schema.label_names, template=config.prompt)
+    examples, truncated = encode(pairs, scorer, lambda p: p.relation, settings.max_length)
+    data_key = content_key(file_sha256(train_source.path), schema.fingerprint, config.prompt, weights_hash(base))
+    run_key = content_key(data_key, json.dumps(asdict(settings), sort_keys=True))
+    stats_file = out / "train.json"
+    stats = json.loads(stats_file.read_text(encoding="utf-8")) if stats_file.is_file() else {}
+    if stats.get("run_key") == run_key and (out / "adapter_model.safetensors").is_file():
+        from peft import PeftModel
+
+        peft_model = PeftModel.from_pretrained(model, out)  # trained by an earlier run: go on to calibration
+    else:
+        trained = train_lora(model, tokenizer, examples, out, settings, data_key=data_key, max_steps=max_steps,
+                             progress=progress)
+        peft_model = trained.pop("model")
+        losses = trained.pop("losses")
+        stats = {"run_key": run_key, "settings": asdict(settings), "truncated": truncated, **trained,
+                 "final_loss": round(sum(losses[-50:]) / max(1, len(losses[-50:])), 4),
+                 "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, "
+                            f"{'cuda' if torch.cuda.is_available() else 'cpu'}"}
+        if not trained["finished"]:
+            print(f"stopped after {trained['micro_steps']} batches; rerun the same command to resume")
+            return stats
+        peft_model.peft_config["default"].base_model_name_or_path = config.model
+        _save_half(peft_model, out)
+        atomic_write_text(stats_file, json.dumps(stats, indent=1) + "\n")
+        shutil.rmtree(out / "checkpoint", ignore_errors=True)
+    meta: dict[str, Any] = {
+        "format": FORMAT, "labels": list(schema.label_names), "prompt": config.prompt, "mode": "all_labels",
+        "base_model": {"name": config.model, "weights": weights_hash(base)},
+        "schema": {"name": schema.id, "fingerprint": schema.fingerprint},
+        "train": {"data": train_spec, "sha256": file_sha256(train_source.path), "pairs": len(pairs),
+                  **{k: v for k, v in stats.items() if k != "run_key"}},
+    }
+    scorer = LabelScorer(peft_model, tokenizer, schema.label_names, template=config.prompt)
+    meta.update(calibrate(scorer, dev, out, schema))
+    meta["dev"]["data"] = dev_spec
+    atomic_write_text(out / GUIDE_FILE, json.dumps(meta, indent=1) + "\n")
+    return meta

@@ -1,0 +1,177 @@
+"""Guide training: batches, answer-only loss, a loss that goes down, resume equal to an uninterrupted run, and
+the guide folder's save/load round trip (that one with the packaged SmolLM2, marked `model`)."""
+from __future__ import annotations
+
+import json
+import types
+
+import pytest
+import torch
+
+from collab.config import TrainSettings
+from guides.train import Example, add_lora, answer_loss, bucketed_batches, collate, train_lora
+
+TOKENIZER = types.SimpleNamespace(pad_token_id=0)
+
+
+def tiny_llama(seed: int = 0):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=48, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                         initializer_range=0.3)  # 0.02 would cap |logits| below 1: no loss could fall far
+    return LlamaForCausalLM(config).eval()
+
+
+def examples(n: int = 12) -> list[Example]:
+    """Prompts of varied length, each answered by one of two fixed 'labels' chosen by the prompt's first token."""
+    out = []
+    for i in range(n):
+        prompt = [1 + (i % 2)] + [3 + (i * 7 + k) % 40 for k in range(3 + i % 5)]
+        answer = [44, 45, 46] if i % 2 else [47, 45]
+        out.append(Example(prompt + answer, len(prompt)))
+    return out
+
+
+def test_collate_left_pads_and_targets_only_the_answers():
+    batch = collate([Example([5, 6, 7, 8], 2), Example([9, 10, 11], 2)], pad_id=0)
+    assert batch["input_ids"].tolist() == [[5, 6, 7, 8], [0, 9, 10, 11]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1, 1], [0, 1, 1, 1]]
+    assert batch["position_ids"].tolist() == [[0, 1, 2, 3], [0, 0, 1, 2]]
+    # keep = longest answer + 1 = 3 columns of logits; targets for the 2 predicting columns.
+    assert batch["keep"] == 3
+    assert batch["targets"].tolist() == [[7, 8], [-100, 11]]
+
+
+def test_answer_loss_equals_the_unpadded_per_example_loss():
+    model = tiny_llama()
+    batch_examples = examples(4)
+    with torch.no_grad():
+        batched = answer_loss(model, collate(batch_examples, pad_id=0))
+        total, count = 0.0, 0
+        for e in batch_examples:
+            ids = torch.tensor([e.ids])
+            labels = ids.clone()
+            labels[0, :e.n_prompt] = -100
+            n = len(e.ids) - e.n_prompt
+            total += float(model(input_ids=ids, labels=labels).loss) * n
+            count += n
+    assert float(batched) == pytest.approx(total / count, rel=1e-4)
+
+
+def test_batches_cover_every_example_once_and_depend_on_the_seed():
+    lengths = [5, 9, 2, 7, 7, 3, 8, 1, 4, 6]
+    batches = bucketed_batches(lengths, 3, seed=1)
+    assert sorted(i for b in batches for i in b) == list(range(10))
+    assert batches == bucketed_batches(lengths, 3, seed=1)
+    assert batches != bucketed_batches(lengths, 3, seed=2)
+
+
+SETTINGS = TrainSettings(epochs=6, lr=1e-2, batch_size=4, micro_batch=2, warmup=0.0, lora_dropout=0.0,
+                         checkpoint_every=2)
+
+
+def test_training_lowers_the_answer_loss(tmp_path):
+    data = examples()
+    with torch.no_grad():
+        before = float(answer_loss(tiny_llama(), collate(data, 0)))
+    result = train_lora(tiny_llama(), TOKENIZER, data, tmp_path, SETTINGS, data_key="d", progress=False)
+    with torch.no_grad():
+        after = float(answer_loss(result["model"], collate(data, 0)))
+    assert result["finished"] and result["optimizer_steps"] == 18
+    assert after < before * 0.3
+
+
+def _lora_state(model) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
+
+
+def test_interrupted_training_resumes_to_the_same_adapter(tmp_path):
+    data = examples()
+    whole = train_lora(tiny_llama(), TOKENIZER, data, tmp_path / "a", SETTINGS, data_key="d", progress=False)
+    first = train_lora(tiny_llama(), TOKENIZER, data, tmp_path / "b", SETTINGS, data_key="d", max_steps=7,
+                       progress=False)
+    assert not first["finished"] and (tmp_path / "b" / "checkpoint" / "state.pt").is_file()
+    rest = train_lora(tiny_llama(), TOKENIZER, data, tmp_path / "b", SETTINGS, data_key="d", progress=False)
+    assert rest["finished"] and rest["optimizer_steps"] == whole["optimizer_steps"]
+    expected, got = _lora_state(whole["model"]), _lora_state(rest["model"])
+    assert expected.keys() == got.keys()
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], rtol=1e-4, atol=1e-6)
+
+
+def test_a_checkpoint_from_other_settings_is_refused(tmp_path):
+    train_lora(tiny_llama(), TOKENIZER, examples(), tmp_path, SETTINGS, data_key="d", max_steps=3, progress=False)
+    with pytest.raises(ValueError, match="other settings or data"):
+        train_lora(tiny_llama(), TOKENIZER, examples(), tmp_path, SETTINGS, data_key="other", progress=False)
+
+
+def test_lora_targets_must_exist():
+    with pytest.raises(ValueError, match="none of the LoRA target modules"):
+        add_lora(tiny_llama(), TrainSettings(targets=("no_such_proj",)))
+
+
+# ------------------------------------------------------------------------------------------ real model
+@pytest.fixture(scope="module")
+def trained_guide(tmp_path_factory):
+    """A guide trained for two steps on 16 SemEval pairs and calibrated on 6 dev pairs, via the CLI."""
+    from collab.cli import main
+    from collab.datasets import datasets_root
+
+    root = tmp_path_factory.mktemp("guide")
+    source = datasets_root() / "semeval2010_task8"
+    for name, n in (("train", 16), ("dev", 6)):
+        lines = (source / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()[:n]
+        (root / f"{name}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    cache = root / "cache"
+    assert main(["train", "--data", str(root / "train.jsonl"), "--dev", str(root / "dev.jsonl"),
+                 "--out", str(root / "g"), "--cache-dir", str(cache), "--threads", "2"]) == 0
+    return root
+
+
+@pytest.mark.model
+def test_guide_folder_holds_a_plain_peft_adapter_and_its_metadata(trained_guide):
+    from peft import PeftConfig
+
+    meta = json.loads((trained_guide / "g" / "guide.json").read_text())
+    assert meta["schema"]["name"] == "semeval.v1" and meta["base_model"]["name"] == "smollm2"
+    assert meta["train"]["optimizer_steps"] == 2 and 0.01 <= meta["temperature"] <= 100
+    assert PeftConfig.from_pretrained(str(trained_guide / "g")).r == 16
+    assert (trained_guide / "g" / "reliability.png").is_file()
+    assert not (trained_guide / "g" / "checkpoint").exists()
+
+
+@pytest.mark.model
+def test_loaded_guide_predicts_a_calibrated_distribution_over_the_schema(trained_guide):
+    from collab.config import Config
+    from collab.schema import load_schema
+    from guides.guide import load_guide
+
+    scorer = load_guide(trained_guide / "g", Config(cache_dir=trained_guide / "cache"))
+    meta = json.loads((trained_guide / "g" / "guide.json").read_text())
+    assert scorer.temperature == meta["temperature"]
+    pair = next(iter(__import__("collab.data", fromlist=["read_pairs"]).read_pairs(trained_guide / "dev.jsonl")))
+    probs = scorer.probabilities(pair)
+    assert float(probs.sum()) == pytest.approx(1.0)
+    assert scorer.predict_one(pair).relation in load_schema("semeval").label_names
+
+
+@pytest.mark.model
+def test_a_guide_is_refused_for_another_schema(trained_guide):
+    from collab.config import Config
+    from guides.guide import GuideError, load_guide
+
+    with pytest.raises(GuideError, match="trained for schema semeval.v1, not conll04.v1"):
+        load_guide(trained_guide / "g", Config(cache_dir=trained_guide / "cache"), expect_schema="conll04")
+
+
+@pytest.mark.model
+def test_rerun_after_training_skips_to_calibration(trained_guide, capsys):
+    from collab.cli import main
+
+    before = (trained_guide / "g" / "adapter_model.safetensors").stat().st_mtime_ns
+    assert main(["train", "--data", str(trained_guide / "train.jsonl"), "--dev", str(trained_guide / "dev.jsonl"),
+                 "--out", str(trained_guide / "g"), "--cache-dir", str(trained_guide / "cache"),
+                 "--threads", "2"]) == 0
+    assert (trained_guide / "g" / "adapter_model.safetensors").stat().st_mtime_ns == before
