@@ -99,7 +99,7 @@ def extract(items: Iterable[PairLike], *, config: Config | None = None, **overri
     """Predict a relation, with its confidence and label distribution, for each pair."""
     config = (config or Config()).replace(**overrides) if overrides else (config or Config())
     schema = load_schema(config.schema)
-    return scorer_for(config, schema).predict(as_pairs(items))
+    return scorer_for(config, schema).predict(as_pairs(items), config.batch_size)
 
 
 def evaluate(gold: str | Path | Sequence[Pair], pred: str | Path | Sequence[Prediction | dict], *,

@@ -72,7 +72,7 @@ def cmd_predict(args: argparse.Namespace, config: Config) -> None:
         print(f"resuming: {len(pairs) - len(todo)} of {len(pairs)} pairs already predicted", file=sys.stderr)
     scorer = api.scorer_for(config, schema)
     start = time.perf_counter()
-    for prediction in tqdm(scorer.iter_predict(todo), total=len(todo), unit="pair", disable=not todo):
+    for prediction in tqdm(scorer.iter_predict(todo, config.batch_size), total=len(todo), unit="pair", disable=not todo):
         out.add(prediction.to_json())
     seconds = time.perf_counter() - start
     n = out.finish(p.id for p in pairs)

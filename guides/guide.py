@@ -109,7 +109,7 @@ def load_guide(spec: str | Path, config: Config | None = None, *, expect_schema:
 
 
 # ------------------------------------------------------------------------------------------------ training
-def _dev_scores(scorer: LabelScorer, pairs: list[Pair], out: Path) -> dict:
+def _dev_scores(scorer: LabelScorer, pairs: list[Pair], out: Path, batch_size: int) -> dict:
     cached = out / "dev_scores.pt"
     key = content_key(*(p.id for p in pairs), file_sha256(out / "adapter_model.safetensors"))
     if cached.is_file():
@@ -120,8 +120,14 @@ def _dev_scores(scorer: LabelScorer, pairs: list[Pair], out: Path) -> dict:
 
     index = {label: i for i, label in enumerate(scorer.labels)}
     start = time.perf_counter()
-    scores = torch.stack([scorer.label_scores(p) for p in tqdm(pairs, desc="dev scoring", unit="pair")])
-    saved = {"key": key, "scores": scores.double(), "gold": torch.tensor([index[p.relation] for p in pairs]),
+    order = sorted(range(len(pairs)), key=lambda i: len(pairs[i].text))  # little padding per batch
+    scores = torch.empty((len(pairs), len(scorer.labels)), dtype=torch.float64)
+    with tqdm(total=len(pairs), desc="dev scoring", unit="pair") as bar:
+        for start in range(0, len(order), batch_size):
+            batch = order[start:start + batch_size]
+            scores[batch] = scorer.label_scores_batch([pairs[i] for i in batch]).double()
+            bar.update(len(batch))
+    saved = {"key": key, "scores": scores, "gold": torch.tensor([index[p.relation] for p in pairs]),
              "ids": [p.id for p in pairs], "seconds": time.perf_counter() - start}
     tmp = cached.with_suffix(".tmp")
     torch.save(saved, tmp)
@@ -129,9 +135,9 @@ def _dev_scores(scorer: LabelScorer, pairs: list[Pair], out: Path) -> dict:
     return saved
 
 
-def calibrate(scorer: LabelScorer, dev: list[Pair], out: Path, schema: Schema) -> dict:
+def calibrate(scorer: LabelScorer, dev: list[Pair], out: Path, schema: Schema, batch_size: int = 8) -> dict:
     """Fit the temperature on dev; ECE before and after, per-label dev F1, and a reliability diagram."""
-    saved = _dev_scores(scorer, dev, out)
+    saved = _dev_scores(scorer, dev, out, batch_size)
     scores, gold = saved["scores"], saved["gold"]
     temperature = fit_temperature(scores, gold)
     raw, calibrated = torch.softmax(scores, 1), torch.softmax(scores / temperature, 1)
@@ -207,7 +213,7 @@ def train_guide(config: Config, train_spec: str, dev_spec: str, out: str | Path,
                   **{k: v for k, v in stats.items() if k != "run_key"}},
     }
     scorer = LabelScorer(peft_model, tokenizer, schema.label_names, template=config.prompt)
-    meta.update(calibrate(scorer, dev, out, schema))
+    meta.update(calibrate(scorer, dev, out, schema, config.batch_size))
     meta["dev"]["data"] = dev_spec
     atomic_write_text(out / GUIDE_FILE, json.dumps(meta, indent=1) + "\n")
     return meta

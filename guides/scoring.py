@@ -154,58 +154,42 @@ class LabelScorer:
         """Sum of token log-probs of each label's continuation (shape [n_labels], CPU; float32, or float64 for a
         float64 model).
 
-        One forward pass over the prompt (only its pair-specific part when the shared prefix's cache applies),
-        then one batched pass per `label_batch` labels over the continuations, reusing the prompt's KV cache.
+        With a label trie this is `label_scores_batch` for one pair. Otherwise: one forward pass over the prompt
+        (only its pair-specific part when the shared prefix's cache applies), then one batched pass per
+        `label_batch` labels over the continuations, reusing the prompt's KV cache.
         """
+        if self.tree:
+            return self.label_scores_batch([pair])[0]
         device = _device(self.model)
         ids = self.prompt_ids(pair)
-        n_prompt = len(ids)
         with _eval_mode(self.model):
             out = self._run_prompt(ids, device)
             first = torch.log_softmax(_wide(out.logits[0, -1]), dim=-1)  # predicts each continuation's 1st token
             cache = out.past_key_values
             scores = []
-            for g, group in enumerate(self.groups):
+            for group in self.groups:
                 group_cache = cache if len(self.groups) == 1 else copy.deepcopy(cache)
-                if self.tree:
-                    scores.append(self._score_tree(self._tries[g], first, group_cache, n_prompt, device))
-                else:
-                    conts = [self.continuations[i] for i in group]
-                    scores.append(self._score_chunk(conts, first, group_cache, n_prompt, device))
+                conts = [self.continuations[i] for i in group]
+                scores.append(self._score_chunk(conts, first, group_cache, len(ids), device))
         return torch.cat(scores).cpu()
 
-    def _score_tree(self, trie: _Trie, first: torch.Tensor, cache: Any, n_prompt: int,
-                    device: torch.device) -> torch.Tensor:
-        scores = first[trie.first_tokens.to(device)]  # log p(first continuation token | prompt)
-        if trie.n_nodes == 0:
-            return scores
-        visible = torch.cat([torch.ones((trie.n_nodes, n_prompt), dtype=torch.bool), trie.ancestors], dim=1)
-        if self._attention == "sdpa":  # boolean: True = may attend
-            mask = visible
-        else:  # eager attention adds the mask to the scores
-            dtype = _logits_dtype(self.model)
-            mask = torch.zeros(visible.shape, dtype=dtype).masked_fill_(~visible, torch.finfo(dtype).min)
-        out = self.model(input_ids=trie.tokens.to(device)[None],
-                         position_ids=(trie.depths + n_prompt).to(device)[None],
-                         attention_mask=mask.to(device)[None, None], past_key_values=cache, use_cache=True)
-        logits = _wide(out.logits[0])  # [n_nodes, vocab]
-        nodes, targets = trie.score_node.to(device), trie.score_target.to(device)
-        token_logp = logits[nodes, targets] - torch.logsumexp(logits, dim=-1)[nodes]
-        return scores.index_add(0, trie.score_label.to(device), token_logp)
+    def _prefix_kv(self, device: torch.device) -> Any:
+        """A fresh copy of the shared prefix's KV cache, (re)built when the device or the weights changed."""
+        stamp = (device, _weights_version(self.model))
+        if self._prefix_cache is None or self._prefix_stamp != stamp:
+            prefix = torch.tensor([self.shared_prefix], dtype=torch.long, device=device)
+            kwargs = {"logits_to_keep": 1} if self._keeps_logits else {}
+            self._prefix_cache = self.model(input_ids=prefix, use_cache=True, **kwargs).past_key_values
+            self._prefix_stamp = stamp
+        return copy.deepcopy(self._prefix_cache)
 
     def _run_prompt(self, ids: list[int], device: torch.device) -> Any:
         """The prompt's forward pass (last position's logits only), starting from the shared prefix's cache."""
         kwargs = {"logits_to_keep": 1} if self._keeps_logits else {}
         k = len(self.shared_prefix)
         if k and len(ids) > k and ids[:k] == self.shared_prefix:
-            stamp = (device, _weights_version(self.model))
-            if self._prefix_cache is None or self._prefix_stamp != stamp:
-                prefix = torch.tensor([self.shared_prefix], dtype=torch.long, device=device)
-                self._prefix_cache = self.model(input_ids=prefix, use_cache=True, **kwargs).past_key_values
-                self._prefix_stamp = stamp
             rest = torch.tensor([ids[k:]], dtype=torch.long, device=device)
-            return self.model(input_ids=rest, past_key_values=copy.deepcopy(self._prefix_cache), use_cache=True,
-                              **kwargs)
+            return self.model(input_ids=rest, past_key_values=self._prefix_kv(device), use_cache=True, **kwargs)
         return self.model(input_ids=torch.tensor([ids], dtype=torch.long, device=device), use_cache=True, **kwargs)
 
     def _score_chunk(self, conts: list[list[int]], first: torch.Tensor, cache: Any, n_prompt: int,
@@ -233,6 +217,79 @@ class LabelScorer:
         return scores
 
     @torch.inference_mode()
+    def label_scores_batch(self, pairs: Sequence[Pair]) -> torch.Tensor:
+        """`label_scores` for several pairs at once (shape [n_pairs, n_labels]): one forward pass over all the
+        prompts, one over all the label tries. Bigger matrix products are what a CPU does fast.
+
+        Each row of the KV cache is [shared prefix][left padding][pair-specific prompt][trie nodes]; a 4D mask
+        hides the padding and gives each trie node its ancestors only, and position ids skip the padding, so
+        every row sees what the one-pair path sees. Models where a custom mask cannot be used go one pair at a
+        time.
+        """
+        if not self.tree:
+            return torch.stack([self.label_scores(p) for p in pairs])
+        device = _device(self.model)
+        prompts = [self.prompt_ids(p) for p in pairs]
+        k = len(self.shared_prefix)
+        if not (k and all(len(ids) > k and ids[:k] == self.shared_prefix for ids in prompts)):
+            k = 0
+        rests = [ids[k:] for ids in prompts]
+        n, width = len(rests), max(len(r) for r in rests)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        ids = torch.full((n, width), pad, dtype=torch.long)
+        real = torch.zeros((n, width), dtype=torch.bool)
+        positions = torch.zeros((n, width), dtype=torch.long)
+        for row, rest in enumerate(rests):
+            ids[row, width - len(rest):] = torch.tensor(rest)
+            real[row, width - len(rest):] = True
+            positions[row, width - len(rest):] = torch.arange(k, k + len(rest))
+        causal = torch.ones((width, width), dtype=torch.bool).tril()
+        visible = torch.cat([torch.ones((n, width, k), dtype=torch.bool), causal[None] & real[:, None, :]], dim=2)
+        # A padding query sees the prefix (or itself), so no softmax row is empty; its output is never used.
+        visible[:, :, k:] |= torch.eye(width, dtype=torch.bool)[None] & ~real[:, :, None]
+        with _eval_mode(self.model):
+            cache = None
+            if k:
+                cache = self._prefix_kv(device)
+                cache.batch_repeat_interleave(n)
+            kwargs = {"logits_to_keep": 1} if self._keeps_logits else {}
+            out = self.model(input_ids=ids.to(device), position_ids=positions.to(device),
+                             attention_mask=self._mask(visible).to(device), past_key_values=cache, use_cache=True,
+                             **kwargs)
+            first = torch.log_softmax(_wide(out.logits[:, -1]), dim=-1)  # [n, vocab]
+            cache = out.past_key_values
+            scores = []
+            for g, trie in enumerate(self._tries):
+                group_cache = cache if len(self._tries) == 1 else copy.deepcopy(cache)
+                scores.append(self._score_tree_batch(trie, first, group_cache, real, k, torch.tensor(
+                    [len(r) for r in rests]), device))
+        return torch.cat(scores, dim=1).cpu()
+
+    def _mask(self, visible: torch.Tensor) -> torch.Tensor:
+        """[n, q, kv] visibility as the attention implementation wants it, with the head axis added."""
+        if self._attention == "sdpa":  # boolean: True = may attend
+            return visible[:, None]
+        dtype = _logits_dtype(self.model)  # eager attention adds the mask to the scores
+        return torch.zeros(visible.shape, dtype=dtype).masked_fill_(~visible, torch.finfo(dtype).min)[:, None]
+
+    def _score_tree_batch(self, trie: _Trie, first: torch.Tensor, cache: Any, real: torch.Tensor, k: int,
+                          lengths: torch.Tensor, device: torch.device) -> torch.Tensor:
+        n = first.shape[0]
+        scores = first[:, trie.first_tokens.to(device)]  # [n, labels]
+        if trie.n_nodes == 0:
+            return scores
+        visible = torch.cat([torch.ones((n, trie.n_nodes, k), dtype=torch.bool),
+                             real[:, None, :].expand(n, trie.n_nodes, real.shape[1]),
+                             trie.ancestors[None].expand(n, -1, -1)], dim=2)
+        positions = trie.depths[None] + (k + lengths)[:, None]
+        out = self.model(input_ids=trie.tokens[None].expand(n, -1).to(device), position_ids=positions.to(device),
+                         attention_mask=self._mask(visible).to(device), past_key_values=cache, use_cache=True)
+        logits = _wide(out.logits)  # [n, nodes, vocab]
+        nodes, targets = trie.score_node.to(device), trie.score_target.to(device)
+        token_logp = logits[:, nodes, targets] - torch.logsumexp(logits, dim=-1)[:, nodes]
+        return scores.index_add(1, trie.score_label.to(device), token_logp)
+
+    @torch.inference_mode()
     def naive_label_scores(self, pair: Pair) -> torch.Tensor:
         """The same scores the slow way (the whole prompt + continuation once per label); for tests and checks."""
         device = _device(self.model)
@@ -254,8 +311,7 @@ class LabelScorer:
         return dict(zip(self.labels, self.probabilities(pair).tolist()))
 
     # ------------------------------------------------------------------------------------------ predictions
-    def predict_one(self, pair: Pair) -> Prediction:
-        probs = self.probabilities(pair)
+    def _prediction(self, pair: Pair, probs: torch.Tensor) -> Prediction:
         order = torch.argsort(probs, descending=True, stable=True).tolist()
         best = order[0]
         confidence = float(probs[best])
@@ -265,12 +321,33 @@ class LabelScorer:
         return Prediction(id=pair.id, relation=relation, confidence=confidence, margin=margin, distribution=top,
                           route="slm", slm={"relation": relation, "confidence": confidence})
 
-    def predict(self, pairs: Iterable[Pair]) -> list[Prediction]:
-        return list(self.iter_predict(pairs))
+    def predict_one(self, pair: Pair) -> Prediction:
+        return self._prediction(pair, self.probabilities(pair))
 
-    def iter_predict(self, pairs: Iterable[Pair]) -> Iterator[Prediction]:
+    def predict(self, pairs: Iterable[Pair], batch_size: int = 8) -> list[Prediction]:
+        return list(self.iter_predict(pairs, batch_size))
+
+    def iter_predict(self, pairs: Iterable[Pair], batch_size: int = 8) -> Iterator[Prediction]:
+        """Predictions in input order. Pairs go through the model `batch_size` at a time, grouped by prompt
+        length inside windows of 8 batches so little padding is computed."""
+        window: list[Pair] = []
         for pair in pairs:
-            yield self.predict_one(pair)
+            window.append(pair)
+            if len(window) == batch_size * 8:
+                yield from self._predict_window(window, batch_size)
+                window = []
+        yield from self._predict_window(window, batch_size)
+
+    def _predict_window(self, pairs: list[Pair], batch_size: int) -> Iterator[Prediction]:
+        lengths = [len(p.text) for p in pairs]
+        order = sorted(range(len(pairs)), key=lambda i: lengths[i])
+        probs: dict[int, torch.Tensor] = {}
+        for start in range(0, len(order), batch_size):
+            batch = order[start:start + batch_size]
+            scores = self.label_scores_batch([pairs[i] for i in batch]).double() / self.temperature
+            probs.update(zip(batch, torch.softmax(scores, dim=1)))
+        for i, pair in enumerate(pairs):
+            yield self._prediction(pair, probs[i])
 
 
 class _Trie:

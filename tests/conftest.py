@@ -10,6 +10,24 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 
 
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory) -> Path:
+    """One cache folder per test session for converted models (COLLAB_TEST_CACHE_DIR keeps it between runs)."""
+    configured = os.environ.get("COLLAB_TEST_CACHE_DIR")
+    return Path(configured) if configured else tmp_path_factory.getbasetemp() / "collab-model-cache"
+
+
+@pytest.fixture(scope="session")
+def smollm2_tokenizer(model_cache):
+    from transformers import AutoTokenizer
+
+    from guides.models import ensure_chat_template, resolve_model
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model("smollm2", model_cache))
+    ensure_chat_template(tokenizer)
+    return tokenizer
+
+
 @pytest.fixture
 def write_jsonl(tmp_path):
     """Write records (dicts are JSON-encoded, strings written as they are) to a JSONL file in tmp_path."""

@@ -17,13 +17,6 @@ from guides import models
 from guides.models import ModelError, gguf_sha256, load_model, resolve_model
 
 
-@pytest.fixture(scope="session")
-def model_cache(tmp_path_factory) -> Path:
-    """One cache root for the whole session (test_scoring.py uses the same folder, so SmolLM2 converts once)."""
-    configured = os.environ.get("COLLAB_TEST_CACHE_DIR")
-    return Path(configured) if configured else tmp_path_factory.getbasetemp() / "collab-model-cache"
-
-
 # ------------------------------------------------------------------------------------------ fast tests
 def test_missing_path_is_a_one_line_error(tmp_path):
     missing = tmp_path / "nowhere" / "model.gguf"

@@ -36,12 +36,6 @@ PAIRS = [
 ]
 
 
-@pytest.fixture(scope="session")
-def model_cache(tmp_path_factory) -> Path:
-    configured = os.environ.get("COLLAB_TEST_CACHE_DIR")
-    return Path(configured) if configured else tmp_path_factory.getbasetemp() / "collab-model-cache"
-
-
 @pytest.fixture(scope="module")
 def smollm2(model_cache):
     from guides.models import load_model
@@ -185,3 +179,52 @@ def test_prefix_cache_follows_weight_updates(smollm2):
         with torch.no_grad():
             weight.copy_(original)
     assert torch.allclose(scorer.label_scores(PAIRS[0]), before, atol=1e-5)
+
+
+# ------------------------------------------------------------- batched scoring on a tiny random model
+def _tiny_model(tokenizer, attention: str):
+    """SmolLM2's tokenizer over a tiny random Llama: the batching logic runs in seconds, in float64."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                         initializer_range=0.2, attn_implementation=attention)
+    return LlamaForCausalLM(config).double().eval()
+
+
+LONGER = _pair("p4", "After the long meeting, the committee members finally sent the signed report to the "
+                     "regional office by courier.", "report", "office", "Entity-Destination(e1,e2)")
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_batched_scores_equal_one_pair_at_a_time(smollm2_tokenizer, attention):
+    import torch
+
+    model = _tiny_model(smollm2_tokenizer, attention)
+    scorer = LabelScorer(model, smollm2_tokenizer, SEMEVAL)
+    assert scorer.tree and scorer.shared_prefix
+    pairs = [PAIRS[0], LONGER, PAIRS[2], PAIRS[1]]  # unlike lengths: rows get different left padding
+    batched = scorer.label_scores_batch(pairs)
+    for row, pair in enumerate(pairs):
+        torch.testing.assert_close(batched[row], scorer.naive_label_scores(pair), rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.model
+def test_predictions_keep_input_order_whatever_the_batching(smollm2_tokenizer):
+    model = _tiny_model(smollm2_tokenizer, "sdpa")
+    scorer = LabelScorer(model, smollm2_tokenizer, SEMEVAL, temperature=2.0)
+    pairs = [PAIRS[0], LONGER, PAIRS[2], PAIRS[1], LONGER]
+    one = [p.distribution for p in scorer.predict(pairs, batch_size=1)]
+    three = scorer.predict(pairs, batch_size=3)
+    assert [p.id for p in three] == [p.id for p in pairs]
+    for a, b in zip(one, three):
+        assert a.keys() == b.distribution.keys()
+        assert all(abs(a[k] - b.distribution[k]) < 1e-9 for k in a)
+
+
+def test_temperature_must_be_positive():
+    with pytest.raises(ValueError, match="temperature must be positive"):
+        LabelScorer(None, None, ["A"], temperature=0)
