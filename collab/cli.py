@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+from guides.models import ModelError
+
 from . import api, datasets
 from .cache import content_key, file_sha256
 from .config import TRAIN_FLAGS, Config, TrainSettings, add_config_flags, config_from_args
@@ -213,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = config_from_args(args)
         args.func(args, config)
-    except (DataError, SchemaError, FileNotFoundError, ValueError) as e:
+    except (DataError, SchemaError, FileNotFoundError, ValueError, ModelError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -162,6 +162,7 @@ class LabelScorer:
             return self.label_scores_batch([pair])[0]
         device = _device(self.model)
         ids = self.prompt_ids(pair)
+        self._check_length([pair], [ids])
         with _eval_mode(self.model):
             out = self._run_prompt(ids, device)
             first = torch.log_softmax(_wide(out.logits[0, -1]), dim=-1)  # predicts each continuation's 1st token
@@ -230,6 +231,7 @@ class LabelScorer:
             return torch.stack([self.label_scores(p) for p in pairs])
         device = _device(self.model)
         prompts = [self.prompt_ids(p) for p in pairs]
+        self._check_length(pairs, prompts)
         k = len(self.shared_prefix)
         if not (k and all(len(ids) > k and ids[:k] == self.shared_prefix for ids in prompts)):
             k = 0
@@ -264,6 +266,14 @@ class LabelScorer:
                 scores.append(self._score_tree_batch(trie, first, group_cache, real, k, torch.tensor(
                     [len(r) for r in rests]), device))
         return torch.cat(scores, dim=1).cpu()
+
+    def _check_length(self, pairs: Sequence[Pair], prompts: list[list[int]]) -> None:
+        limit = getattr(getattr(_base_model(self.model), "config", None), "max_position_embeddings", None)
+        longest = max(len(c) for c in self.continuations)
+        for pair, ids in zip(pairs, prompts):
+            if limit and len(ids) + longest > limit:
+                raise ValueError(f"pair {pair.id}: its prompt is {len(ids)} tokens and the model reads at most "
+                                 f"{limit}; shorten the pair's text to the sentences around its two mentions")
 
     def _mask(self, visible: torch.Tensor) -> torch.Tensor:
         """[n, q, kv] visibility as the attention implementation wants it, with the head axis added."""

@@ -77,7 +77,7 @@ class _FakeScorer:
     def __init__(self, die_after=None):
         self.die_after, self.seen = die_after, []
 
-    def iter_predict(self, pairs):
+    def iter_predict(self, pairs, batch_size=8):
         from collab.data import Prediction
 
         for pair in pairs:
@@ -104,3 +104,18 @@ def test_interrupted_predict_resumes_without_redoing_pairs(write_jsonl, tmp_path
     assert resumed.seen == ["p3", "p4"]
     assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == [f"p{i}" for i in range(5)]
     assert "resuming: 3 of 5" in capsys.readouterr().err
+
+
+def test_a_missing_model_is_a_one_line_error(write_jsonl, tmp_path, capsys):
+    data = write_jsonl([pair_record("p0")])
+    assert main(["predict", "--data", str(data), "--out", str(tmp_path / "p.jsonl"), "--guide", "none",
+                 "--model", str(tmp_path / "no-such-model"), "--cache-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: model not found:") and "\n" not in err
+
+
+def test_an_unknown_guide_is_a_one_line_error(write_jsonl, tmp_path, capsys):
+    data = write_jsonl([pair_record("p0")])
+    assert main(["predict", "--data", str(data), "--out", str(tmp_path / "p.jsonl"), "--guide",
+                 str(tmp_path / "nothing-here"), "--cache-dir", str(tmp_path)]) == 2
+    assert "not a guide folder" in capsys.readouterr().err

@@ -228,3 +228,12 @@ def test_predictions_keep_input_order_whatever_the_batching(smollm2_tokenizer):
 def test_temperature_must_be_positive():
     with pytest.raises(ValueError, match="temperature must be positive"):
         LabelScorer(None, None, ["A"], temperature=0)
+
+
+@pytest.mark.model
+def test_a_prompt_over_the_model_context_is_a_clear_error(smollm2_tokenizer):
+    model = _tiny_model(smollm2_tokenizer, "sdpa")
+    model.config.max_position_embeddings = 120
+    scorer = LabelScorer(model, smollm2_tokenizer, SEMEVAL)
+    with pytest.raises(ValueError, match="pair p4: its prompt is .* tokens and the model reads at most 120"):
+        scorer.predict([PAIRS[0], LONGER])
