@@ -181,7 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--data", required=True, help="JSONL file, or a staged split such as semeval:test")
     sub.add_argument("--out", required=True, help="prediction JSONL to write")
     sub = command("train", cmd_train, "tune a LoRA guide on a schema's training data, then calibrate it on dev",
-                  ["shared", "schema", "model", "prompt", "four_bit", "batch_size", "threads", "seed", "cache_dir"])
+                  ["shared", "schema", "model", "prompt", "four_bit", "batch_size", "threads", "seed", "cache_dir",
+                   "tail_coverage"])
     sub.set_defaults(prompt="slm/guide.v1")
     sub.add_argument("--data", help="training JSONL or staged split (default: the schema's training data)")
     sub.add_argument("--dev", help="dev JSONL or staged split for calibration (default: the schema's dev split)")

@@ -77,6 +77,8 @@ class TrainSettings:
     rate (2e-4: a CPU budget of about one epoch leaves too few steps for 1e-4; see the guide's card)."""
     __pydantic_config__ = ConfigDict(extra="forbid")
 
+    head_only: bool = _opt(False, "train on the head labels only, long-tail pairs relabelled `long_tail` (the "
+                                  "escalation signal); default: all labels")
     epochs: float = _opt(1.0, "passes over the training data (fractions allowed)")
     lr: float = _opt(2e-4, "peak learning rate (linear warm-up and decay)")
     batch_size: int = _opt(8, "pairs per optimiser step")
@@ -106,7 +108,7 @@ class TrainSettings:
 
 
 # Training flags of their own; batch size, seed and 4-bit come from Config.
-TRAIN_FLAGS = ["epochs", "lr", "micro_batch", "lora_r", "lora_alpha", "lora_dropout", "weight_decay", "warmup",
+TRAIN_FLAGS = ["head_only", "epochs", "lr", "micro_batch", "lora_r", "lora_alpha", "lora_dropout", "weight_decay", "warmup",
                "max_length", "checkpoint_every"]
 
 

@@ -16,7 +16,7 @@ import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -34,6 +34,7 @@ from .scoring import LabelScorer
 from .train import encode, train_lora
 
 GUIDE_FILE = "guide.json"
+LONG_TAIL = "long_tail"  # a head-only guide's answer for "a rarer relation than those I was trained on"
 FORMAT = 1
 SHIPPED = Path(__file__).resolve().parent / "adapters"
 
@@ -92,8 +93,8 @@ def load_guide(spec: str | Path, config: Config | None = None, *, expect_schema:
     if schema.fingerprint != meta["schema"]["fingerprint"]:
         raise GuideError(f"{path}: schema {schema.id} has changed since this guide was trained "
                          f"(fingerprint {schema.fingerprint[:12]} != {meta['schema']['fingerprint'][:12]}); retrain it")
-    if list(schema.label_names) != meta["labels"]:
-        raise GuideError(f"{path}: the guide's labels differ from schema {schema.id}'s")
+    if meta["labels"] != guide_labels(schema, meta["mode"] == "head_only", meta.get("head")):
+        raise GuideError(f"{path}: the guide's labels do not fit schema {schema.id} in mode {meta['mode']}")
     base = resolve_model(meta["base_model"]["name"], cache_root(config.cache_dir))
     if weights_hash(base) != meta["base_model"]["weights"]:
         raise GuideError(f"{path}: base model {meta['base_model']['name']} ({base}) is not the one this guide was "
@@ -104,12 +105,20 @@ def load_guide(spec: str | Path, config: Config | None = None, *, expect_schema:
     if not four_bit:
         model = model.merge_and_unload()  # plain weights again: scoring runs at the base model's speed
     model.eval()
-    return LabelScorer(model, tokenizer, schema.label_names, template=meta["prompt"],
-                       temperature=meta["temperature"])
+    return LabelScorer(model, tokenizer, meta["labels"], template=meta["prompt"], temperature=meta["temperature"],
+                       never_final=LONG_TAIL if meta["mode"] == "head_only" else None)
+
+
+def guide_labels(schema: Schema, head_only: bool, head: list[str] | None) -> list[str]:
+    """The labels a guide scores: the schema's, or (head-only) its head labels, `long_tail` and the negative."""
+    if not head_only:
+        return list(schema.label_names)
+    return [name for name in schema.label_names if name in set(head or ())] + [LONG_TAIL, schema.negative]
 
 
 # ------------------------------------------------------------------------------------------------ training
-def _dev_scores(scorer: LabelScorer, pairs: list[Pair], out: Path, batch_size: int) -> dict:
+def _dev_scores(scorer: LabelScorer, pairs: list[Pair], out: Path, batch_size: int,
+                relabel: Callable[[str], str]) -> dict:
     cached = out / "dev_scores.pt"
     key = content_key(*(p.id for p in pairs), file_sha256(out / "adapter_model.safetensors"))
     if cached.is_file():
@@ -127,7 +136,7 @@ def _dev_scores(scorer: LabelScorer, pairs: list[Pair], out: Path, batch_size: i
             batch = order[start:start + batch_size]
             scores[batch] = scorer.label_scores_batch([pairs[i] for i in batch]).double()
             bar.update(len(batch))
-    saved = {"key": key, "scores": scores, "gold": torch.tensor([index[p.relation] for p in pairs]),
+    saved = {"key": key, "scores": scores, "gold": torch.tensor([index[relabel(p.relation)] for p in pairs]),
              "ids": [p.id for p in pairs], "seconds": time.perf_counter() - start}
     tmp = cached.with_suffix(".tmp")
     torch.save(saved, tmp)
@@ -135,9 +144,11 @@ def _dev_scores(scorer: LabelScorer, pairs: list[Pair], out: Path, batch_size: i
     return saved
 
 
-def calibrate(scorer: LabelScorer, dev: list[Pair], out: Path, schema: Schema, batch_size: int = 8) -> dict:
-    """Fit the temperature on dev; ECE before and after, per-label dev F1, and a reliability diagram."""
-    saved = _dev_scores(scorer, dev, out, batch_size)
+def calibrate(scorer: LabelScorer, dev: list[Pair], out: Path, batch_size: int = 8,
+              relabel: Callable[[str], str] = str) -> dict:
+    """Fit the temperature on dev; ECE before and after, per-label dev F1 (over the guide's own labels), and a
+    reliability diagram."""
+    saved = _dev_scores(scorer, dev, out, batch_size, relabel)
     scores, gold = saved["scores"], saved["gold"]
     temperature = fit_temperature(scores, gold)
     raw, calibrated = torch.softmax(scores, 1), torch.softmax(scores / temperature, 1)
@@ -146,7 +157,7 @@ def calibrate(scorer: LabelScorer, dev: list[Pair], out: Path, schema: Schema, b
     labels = scorer.labels
     predicted = scores.argmax(1).tolist()
     result = score({i: [labels[g]] for i, g in zip(saved["ids"], gold.tolist())},
-                   {i: labels[p] for i, p in zip(saved["ids"], predicted)}, label_set=schema.label_names)
+                   {i: labels[p] for i, p in zip(saved["ids"], predicted)}, label_set=labels)
     return {"temperature": round(temperature, 4),
             "dev": {"n": len(dev), "micro_f1": round(result["micro_f1"], 4), "macro_f1": round(result["macro_f1"], 4),
                     "ece_before": round(expected_calibration_error(raw, gold), 4),
@@ -179,8 +190,18 @@ def train_guide(config: Config, train_spec: str, dev_spec: str, out: str | Path,
         raise ValueError(f"{train_spec if not pairs else dev_spec}: no labelled pairs to train or calibrate on")
     base = resolve_model(config.model, cache_root(config.cache_dir))
     model, tokenizer = load_model(base, cache_root(config.cache_dir), four_bit=settings.four_bit)
-    scorer = LabelScorer(model, tokenizer, schema.label_names, template=config.prompt)
-    examples, truncated = encode(pairs, scorer, lambda p: p.relation, settings.max_length)
+    if settings.head_only and not schema.train_data:
+        raise ValueError(f"--head-only needs the head/long-tail split, and schema {schema.id} names no train_data")
+    split = datasets.head_tail(schema, coverage=config.tail_coverage, shared=config.shared,
+                               cache_dir=config.cache_dir) if schema.train_data else {"head": None, "tail": None}
+    labels = guide_labels(schema, settings.head_only, split["head"])
+    tail = set(split["tail"] or ()) if settings.head_only else set()
+
+    def relabel(relation: str) -> str:
+        return LONG_TAIL if relation in tail else relation
+
+    scorer = LabelScorer(model, tokenizer, labels, template=config.prompt)
+    examples, truncated = encode(pairs, scorer, lambda p: relabel(p.relation), settings.max_length)
     data_key = content_key(file_sha256(train_source.path), schema.fingerprint, config.prompt, weights_hash(base))
     run_key = content_key(data_key, json.dumps(asdict(settings), sort_keys=True))
     stats_file = out / "train.json"
@@ -206,14 +227,16 @@ def train_guide(config: Config, train_spec: str, dev_spec: str, out: str | Path,
         atomic_write_text(stats_file, json.dumps(stats, indent=1) + "\n")
         shutil.rmtree(out / "checkpoint", ignore_errors=True)
     meta: dict[str, Any] = {
-        "format": FORMAT, "labels": list(schema.label_names), "prompt": config.prompt, "mode": "all_labels",
+        "format": FORMAT, "labels": labels, "prompt": config.prompt,
+        "mode": "head_only" if settings.head_only else "all_labels",
+        "head": split["head"], "tail": split["tail"], "tail_coverage": config.tail_coverage,
         "base_model": {"name": config.model, "weights": weights_hash(base)},
         "schema": {"name": schema.id, "fingerprint": schema.fingerprint},
         "train": {"data": train_spec, "sha256": file_sha256(train_source.path), "pairs": len(pairs),
                   **{k: v for k, v in stats.items() if k != "run_key"}},
     }
-    scorer = LabelScorer(peft_model, tokenizer, schema.label_names, template=config.prompt)
-    meta.update(calibrate(scorer, dev, out, schema, config.batch_size))
+    scorer = LabelScorer(peft_model, tokenizer, labels, template=config.prompt)
+    meta.update(calibrate(scorer, dev, out, config.batch_size, relabel))
     meta["dev"]["data"] = dev_spec
     atomic_write_text(out / GUIDE_FILE, json.dumps(meta, indent=1) + "\n")
     return meta

@@ -48,7 +48,7 @@ class LabelScorer:
 
     def __init__(self, model: Any, tokenizer: Any, labels: Sequence[str], *, template: str = "slm/zero_shot.v1",
                  top_k: int = TOP_K, label_batch: int = 64, reuse_prefix: bool = True, tree: bool = True,
-                 temperature: float = 1.0):
+                 temperature: float = 1.0, never_final: str | None = None):
         labels = tuple(labels)
         if not labels:
             raise ValueError("LabelScorer needs at least one label")
@@ -59,7 +59,10 @@ class LabelScorer:
             raise ValueError("labels must be non-empty strings")
         if not temperature > 0:
             raise ValueError(f"temperature must be positive, not {temperature}")
+        if never_final is not None and never_final not in labels:
+            raise ValueError(f"never_final label {never_final!r} is not among the labels")
         self.model, self.tokenizer, self.labels, self.temperature = model, tokenizer, labels, temperature
+        self.never_final = never_final
         self.template = load_template(template)
         self.top_k, self.label_batch = top_k, max(1, label_batch)
         self._keeps_logits = "logits_to_keep" in inspect.signature(_base_model(model).forward).parameters
@@ -322,14 +325,21 @@ class LabelScorer:
 
     # ------------------------------------------------------------------------------------------ predictions
     def _prediction(self, pair: Pair, probs: torch.Tensor) -> Prediction:
+        """The top label with its probability and margin. A `never_final` label (a head-only guide's
+        `long_tail`: "something rarer than what I was trained on") on top is flagged, for escalation, and the
+        answer is the most probable real label."""
         order = torch.argsort(probs, descending=True, stable=True).tolist()
-        best = order[0]
-        confidence = float(probs[best])
-        margin = confidence - float(probs[order[1]]) if len(order) > 1 else confidence
         top = {self.labels[i]: float(probs[i]) for i in order[:self.top_k]}
+        flags = []
+        if self.never_final is not None and self.labels[order[0]] == self.never_final:
+            flags.append(self.never_final)
+        real = [i for i in order if self.labels[i] != self.never_final]
+        best = real[0]
+        confidence = float(probs[best])
+        margin = confidence - float(probs[real[1]]) if len(real) > 1 else confidence
         relation = self.labels[best]
         return Prediction(id=pair.id, relation=relation, confidence=confidence, margin=margin, distribution=top,
-                          route="slm", slm={"relation": relation, "confidence": confidence})
+                          route="slm", slm={"relation": relation, "confidence": confidence}, flags=flags)
 
     def predict_one(self, pair: Pair) -> Prediction:
         return self._prediction(pair, self.probabilities(pair))

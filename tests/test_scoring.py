@@ -237,3 +237,8 @@ def test_a_prompt_over_the_model_context_is_a_clear_error(smollm2_tokenizer):
     scorer = LabelScorer(model, smollm2_tokenizer, SEMEVAL)
     with pytest.raises(ValueError, match="pair p4: its prompt is .* tokens and the model reads at most 120"):
         scorer.predict([PAIRS[0], LONGER])
+
+
+def test_a_never_final_label_must_be_a_label():
+    with pytest.raises(ValueError, match="never_final label 'long_tail' is not among the labels"):
+        LabelScorer(None, None, ["A", "B"], never_final="long_tail")

@@ -113,21 +113,23 @@ def test_lora_targets_must_exist():
 
 
 # ------------------------------------------------------------------------------------------ real model
-@pytest.fixture(scope="module")
-def trained_guide(tmp_path_factory):
+def _train_small_guide(root, cache, *extra):
     """A guide trained for two steps on 16 SemEval pairs and calibrated on 6 dev pairs, via the CLI."""
     from collab.cli import main
     from collab.datasets import datasets_root
 
-    root = tmp_path_factory.mktemp("guide")
     source = datasets_root() / "semeval2010_task8"
     for name, n in (("train", 16), ("dev", 6)):
         lines = (source / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()[:n]
         (root / f"{name}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    cache = root / "cache"
     assert main(["train", "--data", str(root / "train.jsonl"), "--dev", str(root / "dev.jsonl"),
-                 "--out", str(root / "g"), "--cache-dir", str(cache), "--threads", "2"]) == 0
+                 "--out", str(root / "g"), "--cache-dir", str(cache), "--threads", "2", *extra]) == 0
     return root
+
+
+@pytest.fixture(scope="module")
+def trained_guide(tmp_path_factory, model_cache):
+    return _train_small_guide(tmp_path_factory.mktemp("guide"), model_cache)
 
 
 @pytest.mark.model
@@ -143,35 +145,57 @@ def test_guide_folder_holds_a_plain_peft_adapter_and_its_metadata(trained_guide)
 
 
 @pytest.mark.model
-def test_loaded_guide_predicts_a_calibrated_distribution_over_the_schema(trained_guide):
+def test_loaded_guide_predicts_a_calibrated_distribution_over_the_schema(trained_guide, model_cache):
     from collab.config import Config
+    from collab.data import read_pairs
     from collab.schema import load_schema
     from guides.guide import load_guide
 
-    scorer = load_guide(trained_guide / "g", Config(cache_dir=trained_guide / "cache"))
+    scorer = load_guide(trained_guide / "g", Config(cache_dir=model_cache))
     meta = json.loads((trained_guide / "g" / "guide.json").read_text())
     assert scorer.temperature == meta["temperature"]
-    pair = next(iter(__import__("collab.data", fromlist=["read_pairs"]).read_pairs(trained_guide / "dev.jsonl")))
+    pair = next(read_pairs(trained_guide / "dev.jsonl"))
     probs = scorer.probabilities(pair)
     assert float(probs.sum()) == pytest.approx(1.0)
     assert scorer.predict_one(pair).relation in load_schema("semeval").label_names
 
 
 @pytest.mark.model
-def test_a_guide_is_refused_for_another_schema(trained_guide):
+def test_a_guide_is_refused_for_another_schema(trained_guide, model_cache):
     from collab.config import Config
     from guides.guide import GuideError, load_guide
 
     with pytest.raises(GuideError, match="trained for schema semeval.v1, not conll04.v1"):
-        load_guide(trained_guide / "g", Config(cache_dir=trained_guide / "cache"), expect_schema="conll04")
+        load_guide(trained_guide / "g", Config(cache_dir=model_cache), expect_schema="conll04")
 
 
 @pytest.mark.model
-def test_rerun_after_training_skips_to_calibration(trained_guide, capsys):
+def test_rerun_after_training_skips_to_calibration(trained_guide, model_cache):
     from collab.cli import main
 
     before = (trained_guide / "g" / "adapter_model.safetensors").stat().st_mtime_ns
     assert main(["train", "--data", str(trained_guide / "train.jsonl"), "--dev", str(trained_guide / "dev.jsonl"),
-                 "--out", str(trained_guide / "g"), "--cache-dir", str(trained_guide / "cache"),
+                 "--out", str(trained_guide / "g"), "--cache-dir", str(model_cache),
                  "--threads", "2"]) == 0
     assert (trained_guide / "g" / "adapter_model.safetensors").stat().st_mtime_ns == before
+
+
+@pytest.mark.model
+def test_head_only_guide_flags_the_long_tail_and_never_answers_it(tmp_path, model_cache):
+    from collab.config import Config
+    from collab.data import read_pairs
+    from collab.datasets import head_tail
+    from collab.schema import load_schema
+    from guides.guide import LONG_TAIL, load_guide
+
+    root = _train_small_guide(tmp_path, model_cache, "--head-only")
+    meta = json.loads((root / "g" / "guide.json").read_text())
+    schema = load_schema("semeval")
+    head = head_tail(schema, cache_dir=model_cache)["head"]
+    assert meta["mode"] == "head_only" and meta["labels"] == [*[n for n in schema.label_names if n in head],
+                                                                LONG_TAIL, "no_relation"]
+    scorer = load_guide(root / "g", Config(cache_dir=model_cache))
+    scorer.temperature = 1e-3  # sharpen: whichever label is on top gets almost all the mass
+    for prediction in scorer.predict(list(read_pairs(root / "dev.jsonl"))):
+        assert prediction.relation != LONG_TAIL and prediction.relation in meta["labels"]
+        assert (LONG_TAIL in prediction.flags) == (next(iter(prediction.distribution)) == LONG_TAIL)
