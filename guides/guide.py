@@ -132,8 +132,8 @@ def _dev_scores(scorer: LabelScorer, pairs: list[Pair], out: Path, batch_size: i
     order = sorted(range(len(pairs)), key=lambda i: len(pairs[i].text))  # little padding per batch
     scores = torch.empty((len(pairs), len(scorer.labels)), dtype=torch.float64)
     with tqdm(total=len(pairs), desc="dev scoring", unit="pair") as bar:
-        for start in range(0, len(order), batch_size):
-            batch = order[start:start + batch_size]
+        for first in range(0, len(order), batch_size):
+            batch = order[first:first + batch_size]
             scores[batch] = scorer.label_scores_batch([pairs[i] for i in batch]).double()
             bar.update(len(batch))
     saved = {"key": key, "scores": scores, "gold": torch.tensor([index[relabel(p.relation)] for p in pairs]),
@@ -188,10 +188,10 @@ def train_guide(config: Config, train_spec: str, dev_spec: str, out: str | Path,
     dev = list(datasets.resolve(dev_spec, config.shared).read(schema=schema, require_label=True))
     if not pairs or not dev:
         raise ValueError(f"{train_spec if not pairs else dev_spec}: no labelled pairs to train or calibrate on")
-    base = resolve_model(config.model, cache_root(config.cache_dir))
-    model, tokenizer = load_model(base, cache_root(config.cache_dir), four_bit=settings.four_bit)
     if settings.head_only and not schema.train_data:
         raise ValueError(f"--head-only needs the head/long-tail split, and schema {schema.id} names no train_data")
+    base = resolve_model(config.model, cache_root(config.cache_dir))
+    model, tokenizer = load_model(base, cache_root(config.cache_dir), four_bit=settings.four_bit)
     split = datasets.head_tail(schema, coverage=config.tail_coverage, shared=config.shared,
                                cache_dir=config.cache_dir) if schema.train_data else {"head": None, "tail": None}
     labels = guide_labels(schema, settings.head_only, split["head"])

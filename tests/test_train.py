@@ -139,6 +139,7 @@ def test_guide_folder_holds_a_plain_peft_adapter_and_its_metadata(trained_guide)
     meta = json.loads((trained_guide / "g" / "guide.json").read_text())
     assert meta["schema"]["name"] == "semeval.v1" and meta["base_model"]["name"] == "smollm2"
     assert meta["train"]["optimizer_steps"] == 2 and 0.01 <= meta["temperature"] <= 100
+    assert 0.05 < meta["dev"]["pairs_per_second"] < 1000  # timed over the dev scoring, not since boot
     assert PeftConfig.from_pretrained(str(trained_guide / "g")).r == 16
     assert (trained_guide / "g" / "reliability.png").is_file()
     assert not (trained_guide / "g" / "checkpoint").exists()
