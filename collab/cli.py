@@ -161,6 +161,40 @@ def cmd_validate(args: argparse.Namespace, config: Config) -> None:
           + (f"; labels checked against {schema_obj.id}" if schema_obj else ""))
 
 
+def _guide_distributions(path: str, pairs) -> list[dict[str, float]]:
+    """Each pair's guide distribution from a prediction file (its top label alone where none is stored)."""
+    from .data import read_predictions
+
+    found = {r["id"]: r.get("distribution") or {r["relation"]: r.get("confidence", 1.0)}
+             for r in read_predictions(path)}
+    missing = [p.id for p in pairs if p.id not in found]
+    if missing:
+        raise DataError(path, 0, "id", f"{len(missing)} pairs have no prediction, e.g. {missing[0]!r}")
+    return [found[p.id] for p in pairs]
+
+
+def cmd_eval_retrieval(args: argparse.Namespace, config: Config) -> None:
+    from .embed import SentenceEmbedder
+    from .retrieval import Retriever, evaluate_retrieval
+
+    pairs, schema, _ = _read(config, args.data, require_label=True, schema_name=config.schema)
+    guides = _guide_distributions(args.guide_pred, pairs) if args.guide_pred else None
+    embedder = SentenceEmbedder(args.embedder, batch_size=config.batch_size, threads=config.threads,
+                                cache_dir=config.cache_dir)
+    retriever = Retriever(schema, embedder, train=args.train, shared=config.shared, cache_dir=config.cache_dir,
+                          index=args.index)
+    result = {"schema": schema.id, "embedder": embedder.name,
+              **evaluate_retrieval(retriever, pairs, k=args.k, demos=args.demos, guides=guides)}
+    if args.json:
+        _print_json(result)
+        return
+    print(f"n={result['n']}  candidate recall {result['candidate_recall']:.4f} with "
+          f"{result['mean_candidates']:.2f} candidates on average (k={args.k}, {args.index} index, {embedder.name})")
+    print("recall of each source before the cut: " + ", ".join(
+        f"{name} {value:.4f}" for name, value in result["reason_recall"].items()))
+    print(f"gold label among the {args.demos} demonstrations: {result['demo_label_recall']:.4f}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="run_pipeline.py", description=(
         "collab: a small model guides a large one to extract relations, and turns books into character graphs."))
@@ -208,6 +242,21 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--data", required=True, help="JSONL file, or a staged split such as dialogre:test")
     sub.add_argument("--schema", dest="schema_name", default=None, help="check labels against this schema")
     sub.add_argument("--labelled", action="store_true", help="require a relation on every line")
+    sub = command("eval-retrieval", cmd_eval_retrieval,
+                  "measure guide retrieval: how often the gold label is among the candidate relations",
+                  ["shared", "schema", "cache_dir", "batch_size", "threads"])
+    sub.add_argument("--data", required=True, help="labelled JSONL, or a staged split such as semeval:dev")
+    sub.add_argument("--k", type=int, default=5, help="candidates per pair, no_relation included; also the "
+                     "nearest definitions and guide labels consulted [default: 5]")
+    sub.add_argument("--demos", type=int, default=5, help="demonstrations chosen per pair [default: 5]")
+    sub.add_argument("--train", help="training JSONL or staged split the demonstrations come from "
+                     "[default: the schema's training data]")
+    sub.add_argument("--embedder", default=None, help="local sentence-transformers folder "
+                     "[default: the packaged all-MiniLM-L6-v2]")
+    sub.add_argument("--index", choices=["flat", "hnsw"], default="flat",
+                     help="exact inner product (flat) or approximate HNSW [default: flat]")
+    sub.add_argument("--guide-pred", help="prediction JSONL whose distributions stand for the guide's answer")
+    sub.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
 
