@@ -233,9 +233,13 @@ def test_temperature_must_be_positive():
 @pytest.mark.model
 def test_a_prompt_over_the_model_context_is_a_clear_error(smollm2_tokenizer):
     model = _tiny_model(smollm2_tokenizer, "sdpa")
-    model.config.max_position_embeddings = 120
     scorer = LabelScorer(model, smollm2_tokenizer, SEMEVAL)
-    with pytest.raises(ValueError, match="pair p4: its prompt is .* tokens and the model reads at most 120"):
+    longest_label = max(len(c) for c in scorer.continuations)
+    short, long = (len(scorer.prompt_ids(p)) + longest_label for p in (PAIRS[0], LONGER))
+    assert short < long
+    model.config.max_position_embeddings = short  # the short pair just fits, the long one does not
+    scorer.predict([PAIRS[0]])
+    with pytest.raises(ValueError, match=f"pair p4: its prompt is .* tokens and the model reads at most {short}"):
         scorer.predict([PAIRS[0], LONGER])
 
 
