@@ -12,7 +12,7 @@ from guides.models import ModelError
 from . import api, datasets
 from .cache import content_key, file_sha256
 from .config import TRAIN_FLAGS, Config, TrainSettings, add_config_flags, config_from_args
-from .data import DataError, LoadStats, write_jsonl
+from .data import DataError, LoadStats
 from .schema import SchemaError, load_schema
 
 DEMO_DATA = Path(__file__).resolve().parent / "demo" / "sentences.jsonl"

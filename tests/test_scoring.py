@@ -5,8 +5,6 @@ test_models.py; COLLAB_TEST_CACHE_DIR keeps it between runs).
 """
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import pytest
 
