@@ -1,0 +1,1 @@
+"""Books to character relation graphs: text → characters → pairs → relations → edges → graph exports."""
