@@ -1,0 +1,247 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from collab.book import characters
+from collab.book.records import BookError, BookText, Chapter, Sentence
+
+
+@pytest.fixture(scope="module")
+def nlp():
+    return characters.load_nlp()
+
+
+def make_book(*paragraphs: str | list[str]) -> BookText:
+    """A BookText from paragraphs, each one sentence or a list of sentences, joined by spaces / blank lines."""
+    text, sentences = "", []
+    for p, paragraph in enumerate(paragraphs):
+        if p:
+            text += "\n\n"
+        for i, sentence in enumerate([paragraph] if isinstance(paragraph, str) else paragraph):
+            if i:
+                text += " "
+            sentences.append(Sentence(len(sentences), len(text), len(text) + len(sentence), 1, p))
+            text += sentence
+    return BookText("test.txt", text, [Chapter(1, "", 0, len(text))], sentences)
+
+
+def find(book: BookText, nlp, **options):
+    found = characters.find_characters(book, nlp=nlp, **options)
+    return found, {c.id: c for c in found.characters}
+
+
+def by_alias(found, surface: str):
+    hits = [c for c in found.characters if surface == c.name or surface in c.aliases]
+    assert len(hits) == 1, (surface, [(c.name, c.aliases) for c in found.characters])
+    return hits[0]
+
+
+BENNETS = make_book(
+    "Mr. Bennet was sitting in the library when Mrs. Bennet came in.",
+    ["Mrs. Bennet said that the ball would be a fine one.", "Mr Bennet did not answer her."],
+    "It was late when Mr. Bennet went up to bed, and Mrs. Bennet had long been asleep.",
+)
+
+
+def test_titles_are_part_of_the_mention_and_mr_never_merges_with_mrs(nlp):
+    found, by_id = find(BENNETS, nlp)
+    mr, mrs = by_alias(found, "Mr. Bennet"), by_alias(found, "Mrs. Bennet")
+    assert mr.id != mrs.id and (mr.gender, mrs.gender) == ("m", "f")
+    assert "Mr Bennet" in mr.aliases                     # with and without the full stop: one character
+    assert mr.mentions == 3 and mrs.mentions == 3
+    texts = {m.text for m in found.mentions}
+    assert texts == {"Mr. Bennet", "Mrs. Bennet", "Mr Bennet"}
+    assert {m.kind for m in found.mentions} == {"title"}
+    assert mr.id == "mr-bennet"
+
+
+def test_offsets_point_into_the_book_and_mentions_are_sorted(nlp):
+    book = make_book(
+        ["Elizabeth Bennet walked to Netherfield.", "Mr. Darcy watched Elizabeth from the window."],
+        ["\"I am tired,\" said Elizabeth.", "Mr. Darcy bowed."],
+    )
+    found, _ = find(book, nlp)
+    assert found.mentions == sorted(found.mentions, key=lambda m: m.start)
+    for m in found.mentions:
+        sentence = book.sentences[m.sentence]
+        assert book.text[m.start:m.end] == m.text
+        assert sentence.start <= m.start < m.end <= sentence.end
+
+
+def test_first_name_and_nickname_join_the_full_name(nlp):
+    book = make_book(
+        "Elizabeth Bennet was the second daughter of the family, and Elizabeth Bennet was clever.",
+        ["Everyone agreed that Elizabeth was clever.", "Her father called her Lizzy when he was pleased."],
+        "\"Come here, Lizzy,\" said her father, and Elizabeth came.",
+    )
+    found, _ = find(book, nlp)
+    elizabeth = by_alias(found, "Elizabeth Bennet")
+    assert elizabeth.name == "Elizabeth Bennet" and elizabeth.id == "elizabeth-bennet"
+    assert {"Elizabeth", "Lizzy"} <= set(elizabeth.aliases)
+
+
+def test_surname_attaches_only_when_one_character_fits(nlp):
+    one = make_book(
+        "Fitzwilliam Darcy was a proud man, and Fitzwilliam Darcy knew it.",
+        "Everyone at the ball looked at Mr. Darcy, and Mr. Darcy looked at no one.",
+    )
+    found, _ = find(one, nlp)
+    assert "Mr. Darcy" in by_alias(found, "Fitzwilliam Darcy").aliases
+
+    two = make_book(
+        "Miss Jane Bennet was the eldest, and Miss Jane Bennet was kind.",
+        "Miss Lydia Bennet was the youngest, and Miss Lydia Bennet was loud.",
+        "At the ball Miss Bennet danced twice, and Miss Bennet was admired.",
+    )
+    found, _ = find(two, nlp)
+    miss = by_alias(found, "Miss Bennet")
+    assert miss.name == "Miss Bennet" and miss.aliases == [] and miss.gender == "f"
+    assert by_alias(found, "Miss Jane Bennet").id != by_alias(found, "Miss Lydia Bennet").id
+
+
+def test_a_mrs_and_a_miss_of_one_name_stay_two_women(nlp):
+    book = make_book(
+        "Fanny Price came to the great house, and Fanny Price was shy.",
+        "Everyone said that Miss Price was quiet, and Miss Price sat down.",
+        "At home Mrs. Price wrote a letter, and Mrs. Price sighed.",
+    )
+    found, _ = find(book, nlp)
+    assert "Miss Price" in by_alias(found, "Fanny Price").aliases
+    assert by_alias(found, "Mrs. Price").aliases == []
+
+
+def test_min_mentions_drops_characters_with_their_mentions(nlp):
+    book = make_book(
+        "Mr. Collins arrived on Monday, and Mr. Collins talked all evening.",
+        "Only once did Mr. Wickham call.",
+    )
+    found, by_id = find(book, nlp)
+    assert set(by_id) == {"mr-collins"}
+    assert {m.character for m in found.mentions} == {"mr-collins"}
+    found, by_id = find(book, nlp, min_mentions=1)
+    assert set(by_id) == {"mr-collins", "mr-wickham"}
+    with pytest.raises(BookError, match="test.txt: no characters"):
+        find(book, nlp, min_mentions=5)
+
+
+def test_user_aliases_override_the_clustering(nlp):
+    book = make_book(
+        "Mr. Bennet was sitting in the library.",
+        ["Mrs. Bennet came in and spoke to the old man.", "But the old man did not answer Mrs. Bennet."],
+    )
+    aliases = {"Thomas Bennet": ["Mr. Bennet", "the old man"], "Mrs. Bennet": []}
+    found, by_id = find(book, nlp, aliases=aliases)
+    thomas = by_id["thomas-bennet"]
+    assert thomas.name == "Thomas Bennet" and thomas.aliases == ["Mr. Bennet", "the old man"]
+    assert thomas.mentions == 3                         # "the old man" is found although no model tags it
+    assert by_id["mrs-bennet"].mentions == 2
+    assert {m.text for m in found.mentions if m.character == "thomas-bennet"} == {"Mr. Bennet", "the old man"}
+
+
+def test_load_aliases_reads_json_and_yaml_and_names_the_file_on_bad_content(tmp_path):
+    good = {"Elizabeth Bennet": ["Lizzy", "Eliza"]}
+    (tmp_path / "a.json").write_text(json.dumps(good), encoding="utf-8")
+    (tmp_path / "a.yaml").write_text("Elizabeth Bennet:\n  - Lizzy\n  - Eliza\n", encoding="utf-8")
+    assert characters.load_aliases(tmp_path / "a.json") == good
+    assert characters.load_aliases(tmp_path / "a.yaml") == good
+    bad = {"b.json": "{not json", "c.yaml": "- just\n- a list\n", "d.yaml": "Jane: Lizzy\n",
+           "e.yaml": "Jane: [Lizzy]\nElizabeth: [Lizzy]\n"}
+    for name, content in bad.items():
+        (tmp_path / name).write_text(content, encoding="utf-8")
+        with pytest.raises(BookError) as error:
+            characters.load_aliases(tmp_path / name)
+        message = str(error.value)
+        assert message.startswith(str(tmp_path / name)) and "\n" not in message
+    with pytest.raises(BookError, match="missing.json"):
+        characters.load_aliases(tmp_path / "missing.json")
+
+
+FIRST_PERSON = make_book(
+    ["My aunt Mrs. Reed kept me in the red room all night.", "I was ten years old then."],
+    ["\"You are a wicked child,\" said Mrs. Reed.", "I did not answer her."],
+    ["The servants whispered in the hall.", "In the morning I heard Mrs. Reed on the stairs."],
+)
+THIRD_PERSON = make_book(
+    ["Mrs. Reed kept Jane in the red room all night.", "Jane was ten years old then."],
+    ["\"I will not stay here,\" said Jane.", "Mrs. Reed did not answer her."],
+)
+
+
+def test_first_person_narrator(nlp):
+    found, by_id = find(FIRST_PERSON, nlp)
+    narrator = by_id["narrator"]
+    assert narrator.narrator and narrator.name == "Narrator"
+    narrated = [m for m in found.mentions if m.kind == "narrator"]
+    # One per sentence with I/me/my outside quotations: not the sentence whose only "I"-word is quoted.
+    assert [m.sentence for m in narrated] == [0, 1, 3, 5]
+    assert [m.text for m in narrated] == ["My", "I", "I", "I"]
+    assert narrator.mentions == len(narrated)
+
+
+def test_narrator_takes_the_name_they_are_addressed_by(nlp):
+    book = make_book(
+        ["I had known Sherlock Holmes for years.", "\"Watson, look at this,\" said Holmes."],
+        ["\"Well, Watson?\" asked Holmes.", "I said nothing."],
+        ["\"You see, Watson, it is simple,\" said Holmes.", "I nodded."],
+        ["\"Come, Watson!\" cried Holmes.", "I followed him."],
+        ["\"Thank you, Watson,\" said Holmes.", "I smiled at my friend."],
+    )
+    found, by_id = find(book, nlp)
+    assert by_id["narrator"].name == "Watson" and by_id["narrator"].narrator
+    assert not any(c.name == "Watson" for c in found.characters if not c.narrator)
+    assert {m.character for m in found.mentions if m.text == "Watson"} == {"narrator"}
+
+
+def test_third_person_book_has_no_narrator(nlp):
+    found, by_id = find(THIRD_PERSON, nlp)
+    assert "narrator" not in by_id
+    assert not any(m.kind == "narrator" for m in found.mentions)
+
+
+def test_speaker_of_a_quotation_is_co_mentioned_with_the_names_inside_it(nlp):
+    book = make_book(
+        ["Elizabeth Bennet and Jane Bennet were at home.", "Elizabeth Bennet sat with Jane Bennet."],
+        "It was raining, and Elizabeth watched the road.",
+        ["Elizabeth said, \"Come quickly.", "Jane is ill.\""],
+    )
+    found, _ = find(book, nlp)
+    elizabeth = by_alias(found, "Elizabeth Bennet")
+    speakers = [m for m in found.mentions if m.kind == "speaker"]
+    assert [(m.character, m.sentence) for m in speakers] == [(elizabeth.id, 4)]
+    sentence = book.sentences[4]
+    assert sentence.start <= speakers[0].start < speakers[0].end <= sentence.end
+    assert speakers[0].text == "is ill"                 # the quotation without the other name in it
+
+
+def test_exclamations_are_not_characters(nlp):
+    book = make_book(
+        ["\"Good God!\" cried Mr. Bennet.", "\"Good heavens, Mr. Bennet!\" said his wife."],
+        "\"Oh, Lord,\" sighed Mr. Bennet.",
+    )
+    found, _ = find(book, nlp)
+    names = {c.name for c in found.characters} | {a for c in found.characters for a in c.aliases}
+    assert names == {"Mr. Bennet"}
+
+
+def test_places_and_families_are_not_characters(nlp):
+    book = make_book(
+        "Mr. Bennet drove to Meryton with Kitty, and Kitty talked all the way to Meryton.",
+        "In Meryton they met the Lucases, and at Meryton the Lucases asked after Kitty.",
+    )
+    found, _ = find(book, nlp)
+    names = {c.name for c in found.characters} | {a for c in found.characters for a in c.aliases}
+    assert "Meryton" not in names and "Lucases" not in names and "Kitty" in names
+
+
+def test_pronoun_resolution_is_off_unless_asked(nlp):
+    book = make_book(
+        ["Mr. Bennet was in the library.", "He was reading."],
+        ["Mrs. Bennet came in.", "She was cross."],
+    )
+    found, _ = find(book, nlp, min_mentions=1)
+    assert not any(m.kind == "pronoun" for m in found.mentions)
+    found, _ = find(book, nlp, resolve_pronouns=True, min_mentions=1)
+    pronouns = {(m.text, m.character) for m in found.mentions if m.kind == "pronoun"}
+    assert pronouns == {("He", "mr-bennet"), ("She", "mrs-bennet")}
