@@ -1,4 +1,4 @@
-# The two commands of the README: `make demo` runs collab on its bundled default, `make test` runs the tests.
+# The two commands of the README: `make demo` turns the bundled novel into a character graph, `make test` runs the tests.
 # Both create or reuse .venv (scripts/setup.sh).
 PY := .venv/bin/python
 export HF_HUB_OFFLINE := 1
@@ -9,7 +9,7 @@ setup:
 	@bash scripts/setup.sh
 
 demo: setup
-	$(PY) run_pipeline.py demo
+	$(PY) run_pipeline.py books
 
 # pytest exits 5 when it collects nothing; that is not a failure of the code under test.
 # The HTML-view tests need Debian's chromium; without root they are skipped unless COLLAB_REQUIRE_CHROMIUM is set.

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from . import datasets
-from .cache import content_key, file_sha256
+from .cache import content_key
 from .config import Config
 from .data import Mention, Pair, Prediction, read_predictions
 from .metrics import score
@@ -81,8 +81,9 @@ def scorer_identity(config: Config, schema: Schema) -> str:
     """What decides the predictions: the guide's files, or the untuned model, prompt and schema."""
     guide = guide_for(config, schema)
     if guide:
-        return content_key(file_sha256(Path(guide) / "guide.json"),
-                           file_sha256(Path(guide) / "adapter_model.safetensors"))
+        from guides.guide import guide_identity
+
+        return guide_identity(guide)
     return content_key(config.model, config.prompt, schema.fingerprint)
 
 

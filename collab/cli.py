@@ -11,7 +11,8 @@ from guides.models import ModelError
 
 from . import api, datasets
 from .cache import content_key, file_sha256
-from .config import TRAIN_FLAGS, Config, TrainSettings, add_config_flags, config_from_args
+from .config import TRAIN_FLAGS, Config, TrainSettings, add_config_flags, config_from_args, flag
+from .book.records import BookError
 from .data import DataError, LoadStats
 from .schema import SchemaError, load_schema
 
@@ -96,11 +97,34 @@ def cmd_train(args: argparse.Namespace, config: Config) -> None:
                                         "batch_size": config.batch_size})
     train_spec = args.data or datasets.split_spec(schema, "train")
     dev_spec = args.dev or datasets.split_spec(schema, "dev")
+    if args.kind == "encoder":
+        _train_encoder(config, schema, train_spec, dev_spec, args.out, values)
+        return
     meta = train_guide(config, train_spec, dev_spec, args.out, settings, max_steps=args.max_steps)
     if meta.get("dev"):
         dev = meta["dev"]
         print(f"guide written to {args.out}: dev micro-F1 {dev['micro_f1']:.4f}, temperature {meta['temperature']}, "
               f"ECE {dev['ece_before']:.4f} -> {dev['ece_after']:.4f}")
+
+
+def _train_encoder(config: Config, schema, train_spec: str, dev_spec: str, out: str, given: dict) -> None:
+    """The encoder guide keeps its own defaults (guides.encoder.EncoderSettings); flags given override them."""
+    from guides.encoder import EncoderSettings, calibrate_encoder, train_encoder
+
+    known = {f for f in EncoderSettings.__dataclass_fields__}
+    unused = sorted(k for k in given if k not in known)
+    if unused:
+        raise ValueError(f"train --kind encoder does not use {', '.join(flag(k) for k in unused)}")
+    convert = {"int": lambda v: int(float(v)), "float": float}
+    overrides = {k: convert.get(EncoderSettings.__dataclass_fields__[k].type, str)(v) for k, v in given.items()}
+    name = schema.id.rsplit(".v", 1)[0]
+    train, _, _ = _read(config, train_spec, require_label=True, schema_name=name)
+    dev, _, _ = _read(config, dev_spec, require_label=True, schema_name=name)
+    train_encoder(train, dev, schema.label_names, out, seed=config.seed, schema=schema,
+                  threads=config.threads or None, **overrides)
+    meta = calibrate_encoder(out, dev, schema)
+    print(f"encoder guide written to {out}: dev micro-F1 {meta['dev']['micro_f1']:.4f}, temperature "
+          f"{meta['temperature']}, ECE {meta['dev']['ece_before']:.4f} -> {meta['dev']['ece_after']:.4f}")
 
 
 def cmd_eval(args: argparse.Namespace, config: Config) -> None:
@@ -195,6 +219,116 @@ def cmd_eval_retrieval(args: argparse.Namespace, config: Config) -> None:
     print(f"gold label among the {args.demos} demonstrations: {result['demo_label_recall']:.4f}")
 
 
+def _book_files(specs: list[str]) -> list[Path]:
+    """Files, folders (their *.txt) and globs, in the order given, each once."""
+    import glob
+
+    found: list[Path] = []
+    for spec in specs:
+        path = Path(spec)
+        if path.is_dir():
+            matches = sorted(path.glob("*.txt"))
+        elif path.exists():
+            matches = [path]
+        else:
+            matches = [Path(m) for m in sorted(glob.glob(spec))]
+        if not matches:
+            raise FileNotFoundError(f"{spec}: no such book file, folder or glob match")
+        found.extend(m for m in matches if m.resolve() not in {f.resolve() for f in found})
+    return found
+
+
+def cmd_books(args: argparse.Namespace, config: Config) -> None:
+    from tqdm import tqdm
+
+    from .book.stages import BUNDLED_BOOK, STAGES, BookRun, book_slug, run_book
+
+    if args.rerun_from and args.rerun_from not in STAGES:
+        raise ValueError(f"--rerun-from {args.rerun_from}: no such stage; stages: {', '.join(STAGES)}")
+    books = _book_files(args.paths) if args.paths else [BUNDLED_BOOK]
+    out = Path(args.out)
+    schema = load_schema(config.schema)
+    aliases = None
+    if config.aliases:
+        from .book.characters import load_aliases
+        aliases = load_aliases(config.aliases)
+    scorer_id = api.scorer_identity(config, schema)
+    print(f"collab books: {len(books)} book(s) -> {out}; schema {schema.id}, {_describe(config, schema)}",
+          file=sys.stderr)
+    summaries, failed = [], []
+    slugs: dict[str, int] = {}
+    for path in tqdm(books, unit="book", disable=len(books) < 2, dynamic_ncols=True):
+        slug = book_slug(path)
+        slugs[slug] = slugs.get(slug, 0) + 1
+        if slugs[slug] > 1:
+            slug = f"{slug}_{slugs[slug]}"
+        run = BookRun(path, config, schema, scorer_id, lambda: api.scorer_for(config, schema), out / slug,
+                      aliases=aliases)
+        try:
+            summaries.append(run_book(run, rerun_from=args.rerun_from))
+        except (BookError, DataError) as e:
+            failed.append({"book": str(path), "error": str(e)})
+            print(f"skipped: {e}", file=sys.stderr)
+    from .files import atomic_write_text
+    atomic_write_text(out / "summary.json", json.dumps({"books": summaries, "failed": failed}, indent=1,
+                                                       ensure_ascii=False) + "\n")
+    for summary in summaries:
+        counts = summary["counts"]
+        print(f"\n{summary['book']}: {counts['characters']} characters, {counts['pair_mentions']} pair mentions, "
+              f"{counts['edges']} relations in {summary['seconds']:.0f}s (" + ", ".join(
+                  f"{name} {row['seconds']:.0f}s{' cached' if row['cached'] else ''}"
+                  for name, row in summary["stages"].items()) + ")")
+        print("  top characters: " + ", ".join(f"{name} ({n})" for name, n in summary["top_characters"]))
+        for source, relation, target, confidence, support in summary["top_relations"]:
+            print(f"  {source} --{relation}--> {target}  (confidence {confidence:.2f}, {support} sentences)")
+        print(f"  files: {summary['out']}/ (" + ", ".join(Path(p).name for p in summary["files"].values()) + ", run.json)")
+    print(f"\n{len(summaries)} book(s) done, {len(failed)} failed; summary: {out / 'summary.json'}")
+    if failed and not summaries:
+        raise BookError(f"no book could be processed; first: {failed[0]['error']}")
+
+
+def _label_mapping(spec: str | None) -> dict[str, str | None] | None:
+    """--mapping: `conan` (the CONAN dataset's own file) or a JSON/YAML file {gold label: schema label or null}."""
+    import yaml
+
+    from .book.graph_eval import load_conan_mapping
+
+    if spec is None:
+        return None
+    if spec == "conan":
+        return load_conan_mapping()
+    try:
+        mapping = yaml.safe_load(Path(spec).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as e:
+        raise ValueError(f"{spec}: cannot read the label mapping: {e}".replace("\n", " ")) from None
+    if not isinstance(mapping, dict) or not all(isinstance(v, (str, type(None))) for v in mapping.values()):
+        raise ValueError(f"{spec}: a label mapping is a table of gold label -> schema label (or null to drop)")
+    return mapping
+
+
+def cmd_eval_graph(args: argparse.Namespace, config: Config) -> None:
+    from .book.graph_eval import load_gold, score_graph
+
+    pred_path = Path(args.pred)
+    if pred_path.is_dir():
+        pred_path = pred_path / "graph.json"
+    try:
+        pred = json.loads(pred_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{pred_path}: cannot read the predicted graph: {e}") from None
+    result = score_graph(load_gold(args.gold), pred, schema=load_schema(config.schema),
+                         mapping=_label_mapping(args.mapping))
+    if args.json:
+        _print_json({k: v for k, v in result.items() if k != "matched"})
+        return
+    for name in ("characters", "pairs", "relations"):
+        row = result[name]
+        print(f"{name:10s} P {row['precision']:.4f}  R {row['recall']:.4f}  F1 {row['f1']:.4f}  "
+              f"(tp {row['tp']}, fp {row['fp']}, fn {row['fn']})")
+    if result.get("gold_dropped"):
+        print(f"{result['gold_dropped']} gold relations dropped by the label mapping")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="run_pipeline.py", description=(
         "collab: a small model guides a large one to extract relations, and turns books into character graphs."))
@@ -222,6 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--dev", help="dev JSONL or staged split for calibration (default: the schema's dev split)")
     sub.add_argument("--out", required=True, help="guide folder to write (a rerun resumes from its checkpoint)")
     sub.add_argument("--max-steps", type=int, help="stop after this many optimiser steps (resume later)")
+    sub.add_argument("--kind", choices=["slm", "encoder"], default="slm", help="slm: LoRA on the small language "
+                     "model, labels scored as text; encoder: the MiniLM entity-marker classifier (fast; the "
+                     "training settings' epochs, lr, batch size, max length and LoRA rank apply) [default: slm]")
     add_config_flags(sub, TRAIN_FLAGS, TrainSettings)
     sub = command("eval", cmd_eval, "score predictions against gold: positive-class micro-F1 and more",
                   ["shared", "cache_dir", "tail_coverage"])
@@ -257,6 +394,28 @@ def build_parser() -> argparse.ArgumentParser:
                      help="exact inner product (flat) or approximate HNSW [default: flat]")
     sub.add_argument("--guide-pred", help="prediction JSONL whose distributions stand for the guide's answer")
     sub.add_argument("--json", action="store_true", help="print one JSON object")
+    sub = command("books", cmd_books, "books to character relation graphs (with no PATH: the bundled novel)",
+                  ["shared", "cache_dir", "schema", "guide", "model", "prompt", "four_bit", "batch_size", "threads",
+                   "min_mentions", "aliases", "window", "max_pair_mentions", "edge_threshold", "exports"])
+    sub.set_defaults(schema="characters")
+    sub.add_argument("paths", nargs="*", metavar="PATH", help="plain-text books: files, folders or globs")
+    sub.add_argument("--out", default="out/books", help="output folder, one subfolder per book [default: out/books]")
+    sub.add_argument("--rerun-from", metavar="STAGE", help="recompute this stage and the ones after it "
+                     "(text, characters, pairs, relations, edges, graph)")
+    from .prompt_builder import add_show_prompt_arguments, cmd_show_prompt
+    sub = command("show-prompt", cmd_show_prompt, "print the exact prompt a pair would be sent with, within a "
+                  "token budget (for debugging, and to audit what leaves the machine)",
+                  ["shared", "schema", "cache_dir", "batch_size", "threads", "skip_invalid"])
+    add_show_prompt_arguments(sub)
+    sub = command("eval-graph", cmd_eval_graph, "score a book's graph.json against a gold character graph: "
+                  "characters, untyped pairs and typed relations (P/R/F1)", ["schema"])
+    sub.set_defaults(schema="characters")
+    sub.add_argument("--gold", required=True, help="gold JSON {characters:[{id,name,aliases}], "
+                     "relations:[{head,tail,label}]}")
+    sub.add_argument("--pred", required=True, help="a book's graph.json, or its output folder")
+    sub.add_argument("--mapping", help="gold label -> schema label: a JSON/YAML file, or `conan` for the CONAN "
+                     "gold graphs' own mapping")
+    sub.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
 
@@ -265,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = config_from_args(args)
         args.func(args, config)
-    except (DataError, SchemaError, FileNotFoundError, ValueError, ModelError) as e:
+    except (DataError, SchemaError, FileNotFoundError, ValueError, ModelError) as e:  # BookError is a ValueError
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

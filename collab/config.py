@@ -40,6 +40,15 @@ class Config:
     seed: int = _opt(13, "random seed")
     skip_invalid: bool = _opt(False, "skip and count invalid input lines instead of stopping at the first")
     tail_coverage: float = _opt(0.8, "head labels = most frequent labels covering this share of positive training pairs")
+    # books
+    min_mentions: int = _opt(3, "books: characters mentioned fewer times are dropped")
+    aliases: Path | None = _opt(None, "books: JSON/YAML file {name: [alias, ...]} that overrides alias clustering")
+    window: int = _opt(0, "books: pair characters up to this many sentences apart in a paragraph (0: same sentence)")
+    max_pair_mentions: int = _opt(40, "books: at most this many sentences per character pair are classified, "
+                                      "spread over the book (0: all)")
+    edge_threshold: float = _opt(0.3, "books: keep a relation when its mean probability over the pair's "
+                                      "sentences reaches this")
+    exports: str = _opt("json,graphml,gexf,csv,html,png", "books: comma-separated export formats")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> Config:

@@ -34,6 +34,7 @@ from .scoring import LabelScorer
 from .train import encode, train_lora
 
 GUIDE_FILE = "guide.json"
+ENCODER_FILE = "encoder.json"  # an encoder guide (guides/encoder.py)
 LONG_TAIL = "long_tail"  # a head-only guide's answer for "a rarer relation than those I was trained on"
 FORMAT = 1
 SHIPPED = Path(__file__).resolve().parent / "adapters"
@@ -43,26 +44,43 @@ class GuideError(ValueError):
     """A guide folder is missing, incomplete, or does not fit the schema or base model asked for."""
 
 
+def _is_guide(path: Path) -> bool:
+    return (path / GUIDE_FILE).is_file() or (path / ENCODER_FILE).is_file()
+
+
 def guide_path(spec: str | Path) -> Path:
-    """A shipped guide's name (a folder under guides/adapters) or a path to a guide folder."""
+    """A shipped guide's name (a folder under guides/adapters) or a path to a guide folder: a language-model
+    guide (guide.json) or an encoder guide (encoder.json)."""
     path = Path(spec).expanduser()
     if not path.exists() and (SHIPPED / str(spec)).is_dir():
         path = SHIPPED / str(spec)
-    if not (path / GUIDE_FILE).is_file():
-        shipped = sorted(p.name for p in SHIPPED.glob("*") if (p / GUIDE_FILE).is_file()) if SHIPPED.is_dir() else []
-        raise GuideError(f"{path}: not a guide folder (no {GUIDE_FILE}); shipped guides: "
+    if not _is_guide(path):
+        shipped = sorted(p.name for p in SHIPPED.glob("*") if _is_guide(p)) if SHIPPED.is_dir() else []
+        raise GuideError(f"{path}: not a guide folder (no {GUIDE_FILE} or {ENCODER_FILE}); shipped guides: "
                          f"{', '.join(shipped) or 'none'}")
     return path
 
 
 def shipped_guide(schema: Schema, model: str) -> Path | None:
-    """The shipped guide trained for this schema on this base model, if there is one."""
+    """The shipped guide for this schema: the language-model guide trained on `model` if there is one, else
+    the schema's encoder guide (no language model is involved, so any `model` setting accepts it)."""
     for meta_file in sorted(SHIPPED.glob(f"*/{GUIDE_FILE}")):
         meta = json.loads(meta_file.read_text(encoding="utf-8"))
         if meta.get("schema", {}).get("name") == schema.id and meta.get("base_model", {}).get("name") == model \
                 and meta.get("temperature") is not None:
             return meta_file.parent
+    for meta_file in sorted(SHIPPED.glob(f"*/{ENCODER_FILE}")):
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        if meta.get("schema", {}).get("id") == schema.id and meta.get("temperature") is not None:
+            return meta_file.parent
     return None
+
+
+def guide_identity(path: str | Path) -> str:
+    """A content hash of what decides a guide's predictions: its metadata and weight files."""
+    path = Path(path)
+    files = sorted(f for f in path.rglob("*") if f.name in (GUIDE_FILE, ENCODER_FILE) or f.suffix == ".safetensors")
+    return content_key(*(f"{f.relative_to(path)}:{file_sha256(f)}" for f in files))
 
 
 def read_guide(spec: str | Path) -> tuple[Path, dict]:
@@ -81,11 +99,13 @@ def weights_hash(model_dir: Path) -> str:
     return content_key(*(file_sha256(f) for f in files))[:16]
 
 
-def load_guide(spec: str | Path, config: Config | None = None, *, expect_schema: str | None = None) -> LabelScorer:
-    """A calibrated LabelScorer with the guide's adapter on its base model."""
+def load_guide(spec: str | Path, config: Config | None = None, *, expect_schema: str | None = None):
+    """A calibrated scorer: a LabelScorer with the guide's adapter on its base model, or an EncoderGuide."""
     from peft import PeftModel
 
     config = config or Config()
+    if (guide_path(spec) / ENCODER_FILE).is_file():
+        return _load_encoder(guide_path(spec), expect_schema)
     path, meta = read_guide(spec)
     schema = load_schema(meta["schema"]["name"])
     if expect_schema and load_schema(expect_schema).id != schema.id:
@@ -107,6 +127,18 @@ def load_guide(spec: str | Path, config: Config | None = None, *, expect_schema:
     model.eval()
     return LabelScorer(model, tokenizer, meta["labels"], template=meta["prompt"], temperature=meta["temperature"],
                        never_final=LONG_TAIL if meta["mode"] == "head_only" else None)
+
+
+def _load_encoder(path: Path, expect_schema: str | None):
+    from .encoder import EncoderGuide
+
+    meta = json.loads((path / ENCODER_FILE).read_text(encoding="utf-8"))
+    schema = load_schema(expect_schema or meta["schema"]["id"].rsplit(".v", 1)[0])
+    if schema.id != meta["schema"]["id"]:
+        raise GuideError(f"{path}: this guide was trained for schema {meta['schema']['id']}, not {schema.id}")
+    if meta.get("temperature") is None:
+        raise GuideError(f"{path / ENCODER_FILE}: training finished but calibration did not; rerun the train command")
+    return EncoderGuide.load(path, schema)
 
 
 def guide_labels(schema: Schema, head_only: bool, head: list[str] | None) -> list[str]:

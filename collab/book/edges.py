@@ -1,0 +1,83 @@
+"""Mention-level predictions → edge-level relations between characters.
+
+How scores combine: every pair mention gives a distribution over the schema's labels for (head, tail). Each
+label is first put in canonical form: an inverse label (child_of) becomes its forward label with the two
+characters swapped, and a symmetric label is ordered by character id, so "A parent_of B" said in either
+order lands on the same key. A relation is a lasting fact that a book states a few times among many
+sentences where the two merely meet, so an edge's confidence is the mean of its key's TOP_K highest
+probabilities over the pair's mentions (fewer when the pair has fewer; a mention that does not consider the
+key gives 0): two or three clear statements make an edge, however many neutral sentences surround them, and
+one stray guess among many mentions does not. `support` counts the mentions whose top answer was that key.
+A pair keeps every key whose confidence reaches `threshold` and which is the top answer of at least one
+mention, so a pair may carry several relations (spouse_of and enemy_of).
+"""
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from ..schema import Schema
+from .pairs import PairMention
+from .records import BookText, Edge, Evidence
+
+ROUTES = ("slm", "llm", "merged")
+TOP_K = 3
+
+
+@dataclass(slots=True)
+class _Acc:
+    probabilities: list[float] = field(default_factory=list)
+    support: int = 0
+    routes: Counter = field(default_factory=Counter)
+    evidence: list[tuple[float, PairMention]] = field(default_factory=list)
+
+
+def canonical(schema: Schema, label: str, head: str, tail: str) -> tuple[str, str, str, bool]:
+    """(label, source, target, directed) with inverses folded into their forward label."""
+    forward = {l.inverse: l.name for l in schema.labels if l.inverse}
+    if label in forward:
+        label, head, tail = forward[label], tail, head
+    if label in schema.label_names and schema.label(label).direction == "directed":
+        return label, head, tail, True
+    return (label, *sorted((head, tail)), False)
+
+
+def aggregate_edges(book: BookText, where: list[PairMention], predictions: Iterable[dict[str, Any]],
+                    schema: Schema, *, threshold: float = 0.3, evidence_per_edge: int = 3) -> list[Edge]:
+    """Edges from the prediction records (one per PairMention, matched by id)."""
+    by_id = {p["id"]: p for p in predictions}
+    acc: dict[tuple[str, str, str, bool], _Acc] = defaultdict(_Acc)
+    pair_mentions: Counter = Counter()
+    for mention in where:
+        pred = by_id.get(mention.id)
+        if pred is None:
+            continue
+        pair_mentions[tuple(sorted((mention.head, mention.tail)))] += 1
+        distribution = pred.get("distribution") or {pred["relation"]: pred["confidence"]}
+        for label, probability in distribution.items():
+            if label == schema.negative or label == "long_tail":
+                continue
+            acc[canonical(schema, label, mention.head, mention.tail)].probabilities.append(probability)
+        if pred["relation"] in (schema.negative, "long_tail"):
+            continue
+        top = acc[canonical(schema, pred["relation"], mention.head, mention.tail)]
+        top.support += 1
+        top.routes[pred.get("route", "slm")] += 1
+        top.evidence.append((pred["confidence"], mention))
+    edges = []
+    for (label, source, target, directed), a in acc.items():
+        confidence = sum(sorted(a.probabilities, reverse=True)[:TOP_K]) / min(TOP_K, pair_mentions[tuple(sorted((source, target)))])
+        if a.support == 0 or confidence < threshold:
+            continue
+        best = sorted(a.evidence, key=lambda e: (-e[0], e[1].start))[:evidence_per_edge]
+        evidence = [Evidence(book.text[m.start:m.end], m.chapter, m.start, m.end, round(p, 4)) for p, m in best]
+        edges.append(Edge(source, target, label, round(confidence, 4), a.support, evidence,
+                          {route: a.routes.get(route, 0) for route in ROUTES}, directed))
+    return sorted(edges, key=lambda e: (-e.confidence, e.source, e.target, e.relation))
+
+
+def cooccurrence_edges(where: list[PairMention], *, min_support: int = 1) -> list[tuple[str, str, int]]:
+    """The Renard-style baseline: an untyped edge for every pair co-mentioned at least `min_support` times."""
+    counts = Counter(tuple(sorted((m.head, m.tail))) for m in where)
+    return sorted((a, b, n) for (a, b), n in counts.items() if n >= min_support)

@@ -1,0 +1,126 @@
+"""`run_pipeline.py books` end to end on a small invented book, with a fake relation scorer (spaCy is real)."""
+from __future__ import annotations
+
+import json
+
+import networkx as nx
+import pytest
+
+from collab import api, cli
+from collab.data import Prediction
+
+BOOK = """\
+CHAPTER I.
+
+Mr. Henry Dashwood lived at Norland Park with his wife, Mrs. Dashwood. Henry Dashwood loved his
+daughter Marianne Dashwood dearly. Marianne Dashwood was the sister of Elinor Dashwood.
+
+Elinor Dashwood and Marianne Dashwood walked to the village. Mr. Henry Dashwood stayed at home with
+Mrs. Dashwood.
+
+CHAPTER II.
+
+Edward Ferrars came to Norland. Edward Ferrars admired Elinor Dashwood at once. Elinor Dashwood and
+Edward Ferrars talked of books, and Marianne Dashwood laughed at Edward Ferrars.
+
+Mrs. Dashwood welcomed Edward Ferrars. Marianne Dashwood and Elinor Dashwood sat with Mrs. Dashwood.
+"""
+
+FAMILY = {"parent_of", "spouse_of", "sibling_of"}
+
+
+class FakeScorer:
+    """Answers by keywords in the sentence, with a confident distribution; can die after n pairs."""
+
+    def __init__(self, die_after=None):
+        self.seen, self.die_after = [], die_after
+
+    def iter_predict(self, pairs, batch_size=8):
+        for pair in pairs:
+            if self.die_after is not None and len(self.seen) >= self.die_after:
+                raise KeyboardInterrupt
+            self.seen.append(pair.id)
+            text = pair.text.lower()
+            label = ("spouse_of" if "wife" in text else "parent_of" if "daughter" in text
+                     else "sibling_of" if "sister" in text else "friend_of" if "admired" in text else "no_relation")
+            yield Prediction(pair.id, label, 0.9, 0.8, {label: 0.9, "acquaintance_of": 0.1})
+
+
+@pytest.fixture
+def book(tmp_path):
+    path = tmp_path / "norland.txt"
+    path.write_text(BOOK, encoding="utf-8")
+    return path
+
+
+def run_books(argv, scorer, monkeypatch):
+    monkeypatch.setattr(api, "scorer_for", lambda config, schema: scorer)
+    monkeypatch.setattr(api, "scorer_identity", lambda config, schema: "fake-scorer-1")
+    return cli.main(["books", *argv])
+
+
+def test_books_writes_a_graph_with_typed_edges_evidence_and_a_manifest(book, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "out"
+    assert run_books([str(book), "--out", str(out), "--min-mentions", "2", "--exports", "json,graphml,gexf,csv",
+                      "--edge-threshold", "0.25"],
+                     FakeScorer(), monkeypatch) == 0
+    folder = out / "norland"
+    data = json.loads((folder / "graph.json").read_text())
+    names = {n["name"] for n in data["nodes"]}
+    assert {"Elinor Dashwood", "Marianne Dashwood", "Edward Ferrars"} <= names
+    assert "Henry Dashwood" in " ".join(names) and "Mrs. Dashwood" in names   # Mr. and Mrs. kept apart
+    by_name = {n["id"]: n["name"] for n in data["nodes"]}
+    relations = {(by_name[link["source"]], link["relation"], by_name[link["target"]]) for link in data["links"]}
+    assert any(r == "sibling_of" and {s, t} == {"Elinor Dashwood", "Marianne Dashwood"} for s, r, t in relations)
+    assert any(r == "friend_of" and {s, t} == {"Edward Ferrars", "Elinor Dashwood"} for s, r, t in relations)
+    text = book.read_text(encoding="utf-8")
+    for link in data["links"]:
+        assert link["support"] >= 1 and 0 < link["confidence"] <= 1
+        for evidence in link["evidence"]:
+            assert evidence["chapter"] in (1, 2)
+            assert text[evidence["start"]:evidence["end"]] == evidence["text"]
+    assert nx.read_graphml(folder / "graph.graphml").number_of_nodes() == len(data["nodes"])
+    manifest = json.loads((folder / "run.json").read_text())
+    assert manifest["counts"]["chapters"] == 2 and manifest["counts"]["edges"] == len(data["links"])
+    assert manifest["models"]["relation_scorer"] == "fake-scorer-1" and "torch" in manifest["versions"]
+    assert set(manifest["stages"]) == {"text", "characters", "pairs", "relations", "edges", "graph"}
+    assert "top characters" in capsys.readouterr().out
+
+
+def test_a_rerun_recomputes_nothing_and_a_killed_run_resumes(book, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    args = [str(book), "--out", str(out), "--min-mentions", "2", "--exports", "json"]
+    dying = FakeScorer(die_after=2)
+    assert run_books(args, dying, monkeypatch) == 130
+    assert (out / "norland" / "stages" / "relations.jsonl.partial").is_file()
+    resumed = FakeScorer()
+    assert run_books(args, resumed, monkeypatch) == 0
+    assert not set(dying.seen) & set(resumed.seen)          # nothing classified twice
+    again = FakeScorer()
+    assert run_books(args, again, monkeypatch) == 0
+    assert again.seen == []
+    manifest = json.loads((out / "norland" / "run.json").read_text())
+    assert all(manifest["stages"][s]["cached"] for s in ("text", "characters", "pairs", "relations", "edges"))
+    rerun = FakeScorer()
+    assert run_books([*args, "--rerun-from", "relations"], rerun, monkeypatch) == 0
+    assert len(rerun.seen) == len(dying.seen) + len(resumed.seen)
+
+
+def test_a_bad_book_is_reported_and_the_others_still_run(book, tmp_path, monkeypatch, capsys):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("   \n", encoding="utf-8")
+    binary = tmp_path / "binary.txt"
+    binary.write_bytes(b"\x00\x01\x02" * 100)
+    out = tmp_path / "out"
+    assert run_books([str(empty), str(binary), str(book), "--out", str(out), "--min-mentions", "2",
+                      "--exports", "json"], FakeScorer(), monkeypatch) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert [b["book"] for b in summary["books"]] == [str(book)]
+    assert {f["book"] for f in summary["failed"]} == {str(empty), str(binary)}
+    err = capsys.readouterr().err
+    assert "empty.txt" in err and "binary.txt" in err
+
+
+def test_no_book_at_all_is_an_error(tmp_path, monkeypatch, capsys):
+    assert run_books([str(tmp_path / "missing.txt"), "--out", str(tmp_path)], FakeScorer(), monkeypatch) == 2
+    assert "missing.txt" in capsys.readouterr().err
