@@ -31,11 +31,11 @@ from collab.files import atomic_write_text  # noqa: E402
 from collab.schema import load_schema  # noqa: E402
 
 PP_GOLD = ROOT / "benchmarks" / "gold" / "pride_and_prejudice_ch1-6.json"
+# The dev set for edge settings; Pride and Prejudice is left out because our test gold is from it.
 MASSEY_NOVELS = {"Emma": "emma.txt", "Northanger Abbey": "northanger_abbey.txt", "Persuasion": "persuasion.txt",
                  "Sense and Sensibility": "sense_and_sensibility.txt", "Great Expectations": "great_expectations.txt",
                  "Silas Marner": "silas_marner.txt", "The Picture of Dorian Gray": "the_picture_of_dorian_gray.txt",
-                 "Little Women": "little_women.txt", "Pride and Prejudice": "pride_and_prejudice.txt",
-                 "Jane Eyre": "jane_eyre.txt"}
+                 "Little Women": "little_women.txt", "Jane Eyre": "jane_eyre.txt"}
 SUPPORTS = (1, 2, 3, 5)
 
 
@@ -115,7 +115,7 @@ def main() -> None:
     print(json.dumps({
         "gold": args.gold, "books": len(books), "scorer": scorer_id[:16], "schema": schema.id,
         "settings": {k: getattr(config, k) for k in ("guide", "min_mentions", "window", "max_pair_mentions",
-                                                     "edge_threshold")},
+                                                     "edge_threshold", "edge_triggers")},
         **{k: total[k] for k in keep}, "gold_relations": total["gold_relations"], "gold_dropped": total["gold_dropped"],
         "cooccurrence_pairs": {str(k): sum_scores(v)["pairs"] for k, v in baselines.items()},
         "seconds": round(seconds, 1), "stage_seconds": stage_seconds,

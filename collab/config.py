@@ -46,8 +46,10 @@ class Config:
     window: int = _opt(0, "books: pair characters up to this many sentences apart in a paragraph (0: same sentence)")
     max_pair_mentions: int = _opt(40, "books: at most this many sentences per character pair are classified, "
                                       "spread over the book (0: all)")
-    edge_threshold: float = _opt(0.3, "books: keep a relation when its mean probability over the pair's "
+    edge_threshold: float = _opt(0.4, "books: keep a relation when its mean probability over the pair's "
                                       "sentences reaches this")
+    edge_triggers: bool = _opt(True, "books: a sentence supports a relation only when it holds one of the "
+                                      "label's trigger words (schema file)")
     exports: str = _opt("json,graphml,gexf,csv,html,png", "books: comma-separated export formats")
 
     @classmethod

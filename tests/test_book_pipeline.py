@@ -153,3 +153,22 @@ def test_a_stage_needing_a_later_stage_is_refused():
     with pytest.raises(ValueError, match="needs"):
         Pipeline([Stage("a", ("b",), 1, lambda ctx, b: b, lambda ctx: None), Stage("b", (), 1, lambda ctx: 1,
                                                                                   lambda ctx: None)])
+
+
+def test_trigger_gating_keeps_only_relations_a_sentence_states_in_words():
+    schema = load_schema("characters")
+    book, characters = make_book()
+    _, where = book_pairs(book, characters)
+    by_sentence = {(w.sentence, w.head, w.tail): w.id for w in where}
+    preds = [
+        prediction(by_sentence[(0, "anna", "ben")], "friend_of", 0.9, {"friend_of": 0.9, "acquaintance_of": 0.1}),
+        prediction(by_sentence[(4, "carl", "anna")], "parent_of", 0.9, {"parent_of": 0.9, "no_relation": 0.1}),
+    ]
+    plain = {(e.source, e.relation, e.target) for e in aggregate_edges(book, where, preds, schema, threshold=0.1)}
+    assert ("anna", "friend_of", "ben") in plain
+    gated = {(e.source, e.relation, e.target): e
+             for e in aggregate_edges(book, where, preds, schema, threshold=0.1, triggers=True)}
+    assert ("anna", "friend_of", "ben") not in gated              # "met" is no friend_of trigger
+    assert ("carl", "parent_of", "anna") in gated                 # "father" is a parent_of trigger
+    # acquaintance_of ("met") is only a runner-up: counted as probability, but never a top answer, so no edge
+    assert ("anna", "acquaintance_of", "ben") not in gated

@@ -37,3 +37,32 @@ def test_shipped_guide_predicts_the_demo_sentences_of_its_schema(name, model_cac
     assert all(p.relation in meta["labels"] for p in predictions)
     correct = sum(p.relation == pair.relation for p, pair in zip(predictions, pairs))
     assert correct >= 6, f"{name}: only {correct}/10 of the hand-written demo sentences right"
+
+
+ENCODER_NAMES = sorted(p.parent.name for p in SHIPPED.glob("*/encoder.json"))
+
+
+@pytest.mark.parametrize("name", ENCODER_NAMES)
+def test_shipped_encoder_guide_is_calibrated_and_reads_family_ties(name):
+    """The books' default guide loads offline through the same entry point and gets plain family sentences
+    right; the schema's shipped guide for `auto` is this one when no LM guide exists for it."""
+    from collab.api import make_pair
+    from collab.schema import load_schema
+    from guides.guide import load_guide, shipped_guide
+
+    meta = json.loads((SHIPPED / name / "encoder.json").read_text())
+    assert meta["temperature"] is not None and meta["dev"]["n"] > 0
+    assert "## Training" in (SHIPPED / name / "README.md").read_text()
+    schema_name = meta["schema"]["id"].rsplit(".v", 1)[0]
+    assert shipped_guide(load_schema(schema_name), "smollm2") == SHIPPED / name
+    guide = load_guide(name)
+    if schema_name != "characters":
+        pytest.skip("the sentences below are character relations")
+    pairs = [make_pair("Mr. Henry Dashwood was the father of Elinor, and loved his daughter dearly.",
+                       "Henry Dashwood", "Elinor", id="a"),
+             make_pair("Elinor and her sister Marianne walked to the village together.", "Elinor", "Marianne",
+                       id="b"),
+             make_pair("John married Fanny, and his wife soon ruled the house.", "John", "Fanny", id="c")]
+    predictions = guide.predict(pairs)
+    assert [p.relation for p in predictions] == ["parent_of", "sibling_of", "spouse_of"]
+    assert all(0 < p.confidence <= 1 for p in predictions)

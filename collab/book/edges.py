@@ -10,9 +10,14 @@ key gives 0): two or three clear statements make an edge, however many neutral s
 one stray guess among many mentions does not. `support` counts the mentions whose top answer was that key.
 A pair keeps every key whose confidence reaches `threshold` and which is the top answer of at least one
 mention, so a pair may carry several relations (spouse_of and enemy_of).
+
+With `triggers` on, a sentence counts for a label only when it contains one of the label's trigger words
+from the schema ("sister" for sibling_of): most sentences naming two characters state no relation, and a
+guide trained on data with few negatives reads one into them anyway.
 """
 from __future__ import annotations
 
+import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Iterable
@@ -43,10 +48,26 @@ def canonical(schema: Schema, label: str, head: str, tail: str) -> tuple[str, st
     return (label, *sorted((head, tail)), False)
 
 
+def trigger_patterns(schema: Schema) -> dict[str, re.Pattern]:
+    """Per label, one case-insensitive whole-word pattern over its trigger words."""
+    return {label.name: re.compile(r"\b(?:" + "|".join(re.escape(t) for t in sorted(label.triggers, key=len,
+                                                                                   reverse=True)) + r")\b", re.I)
+            for label in schema.labels if label.triggers}
+
+
 def aggregate_edges(book: BookText, where: list[PairMention], predictions: Iterable[dict[str, Any]],
-                    schema: Schema, *, threshold: float = 0.3, evidence_per_edge: int = 3) -> list[Edge]:
+                    schema: Schema, *, threshold: float = 0.3, triggers: bool = False,
+                    evidence_per_edge: int = 3) -> list[Edge]:
     """Edges from the prediction records (one per PairMention, matched by id)."""
     by_id = {p["id"]: p for p in predictions}
+    patterns = trigger_patterns(schema) if triggers else {}
+
+    def stated(label: str, mention: PairMention) -> bool:
+        if not triggers:
+            return True
+        pattern = patterns.get(label)
+        return pattern is not None and pattern.search(book.text, mention.start, mention.end) is not None
+
     acc: dict[tuple[str, str, str, bool], _Acc] = defaultdict(_Acc)
     pair_mentions: Counter = Counter()
     for mention in where:
@@ -56,10 +77,10 @@ def aggregate_edges(book: BookText, where: list[PairMention], predictions: Itera
         pair_mentions[tuple(sorted((mention.head, mention.tail)))] += 1
         distribution = pred.get("distribution") or {pred["relation"]: pred["confidence"]}
         for label, probability in distribution.items():
-            if label == schema.negative or label == "long_tail":
+            if label == schema.negative or label == "long_tail" or not stated(label, mention):
                 continue
             acc[canonical(schema, label, mention.head, mention.tail)].probabilities.append(probability)
-        if pred["relation"] in (schema.negative, "long_tail"):
+        if pred["relation"] in (schema.negative, "long_tail") or not stated(pred["relation"], mention):
             continue
         top = acc[canonical(schema, pred["relation"], mention.head, mention.tail)]
         top.support += 1

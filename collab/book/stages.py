@@ -85,7 +85,8 @@ def _relations(run: BookRun, pairs: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _edges(run: BookRun, text: BookText, pairs: dict[str, Any], relations: list[dict]) -> list[Edge]:
-    return aggregate_edges(text, pairs["where"], relations, run.schema, threshold=run.config.edge_threshold)
+    return aggregate_edges(text, pairs["where"], relations, run.schema, threshold=run.config.edge_threshold,
+                           triggers=run.config.edge_triggers)
 
 
 def _dump_pairs(value: dict[str, Any]) -> dict[str, Any]:
@@ -113,7 +114,7 @@ PIPELINE = Pipeline([
           _dump_pairs, _load_pairs),
     Stage("relations", ("pairs",), 1, _relations, lambda r: {"scorer": r.scorer_id, "schema": r.schema.fingerprint}),
     Stage("edges", ("text", "pairs", "relations"), 1, _edges,
-          lambda r: {"threshold": r.config.edge_threshold},
+          lambda r: {"threshold": r.config.edge_threshold, "triggers": r.config.edge_triggers},
           lambda edges: [e.to_json() for e in edges], lambda rows: [Edge.from_json(r) for r in rows]),
 ])
 STAGES = [*PIPELINE.names, "graph"]
