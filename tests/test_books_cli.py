@@ -20,7 +20,7 @@ Mrs. Dashwood.
 
 CHAPTER II.
 
-Edward Ferrars came to Norland. Edward Ferrars admired Elinor Dashwood at once. Elinor Dashwood and
+Edward Ferrars came to Norland. Edward Ferrars became a friend of Elinor Dashwood at once. Elinor Dashwood and
 Edward Ferrars talked of books, and Marianne Dashwood laughed at Edward Ferrars.
 
 Mrs. Dashwood welcomed Edward Ferrars. Marianne Dashwood and Elinor Dashwood sat with Mrs. Dashwood.
@@ -42,7 +42,7 @@ class FakeScorer:
             self.seen.append(pair.id)
             text = pair.text.lower()
             label = ("spouse_of" if "wife" in text else "parent_of" if "daughter" in text
-                     else "sibling_of" if "sister" in text else "friend_of" if "admired" in text else "no_relation")
+                     else "sibling_of" if "sister" in text else "friend_of" if "friend" in text else "no_relation")
             yield Prediction(pair.id, label, 0.9, 0.8, {label: 0.9, "acquaintance_of": 0.1})
 
 
