@@ -335,11 +335,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="TOML or YAML file with settings (flags override it)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, func, help: str, flags: list[str]) -> argparse.ArgumentParser:
+    def command(name: str, func, help: str, flags: list[str], defaults: dict | None = None) -> argparse.ArgumentParser:
+        """`defaults`: this command's own defaults for Config fields; a config file and flags override them."""
         sub = commands.add_parser(name, help=help, description=help)
         sub.add_argument("--config", default=argparse.SUPPRESS, help="TOML or YAML file with settings")
-        add_config_flags(sub, flags)
-        sub.set_defaults(func=func)
+        add_config_flags(sub, flags, defaults=defaults)
+        sub.set_defaults(func=func, command_defaults=defaults or {})
         return sub
 
     command("demo", cmd_demo, "predict relations for a few bundled example sentences and print them",
@@ -350,8 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--out", required=True, help="prediction JSONL to write")
     sub = command("train", cmd_train, "tune a LoRA guide on a schema's training data, then calibrate it on dev",
                   ["shared", "schema", "model", "prompt", "four_bit", "batch_size", "threads", "seed", "cache_dir",
-                   "tail_coverage"])
-    sub.set_defaults(prompt="slm/guide.v1")
+                   "tail_coverage"], defaults={"prompt": "slm/guide.v1"})
     sub.add_argument("--data", help="training JSONL or staged split (default: the schema's training data)")
     sub.add_argument("--dev", help="dev JSONL or staged split for calibration (default: the schema's dev split)")
     sub.add_argument("--out", required=True, help="guide folder to write (a rerun resumes from its checkpoint)")
@@ -397,8 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command("books", cmd_books, "books to character relation graphs (with no PATH: the bundled novel)",
                   ["shared", "cache_dir", "schema", "guide", "model", "prompt", "four_bit", "batch_size", "threads",
                    "min_mentions", "aliases", "window", "max_pair_mentions", "edge_threshold", "edge_triggers",
-                   "exports"])
-    sub.set_defaults(schema="characters")
+                   "exports"], defaults={"schema": "characters"})
     sub.add_argument("paths", nargs="*", metavar="PATH", help="plain-text books: files, folders or globs")
     sub.add_argument("--out", default="out/books", help="output folder, one subfolder per book [default: out/books]")
     sub.add_argument("--rerun-from", metavar="STAGE", help="recompute this stage and the ones after it "
@@ -409,8 +408,8 @@ def build_parser() -> argparse.ArgumentParser:
                   ["shared", "schema", "cache_dir", "batch_size", "threads", "skip_invalid"])
     add_show_prompt_arguments(sub)
     sub = command("eval-graph", cmd_eval_graph, "score a book's graph.json against a gold character graph: "
-                  "characters, untyped pairs and typed relations (P/R/F1)", ["schema"])
-    sub.set_defaults(schema="characters")
+                  "characters, untyped pairs and typed relations (P/R/F1)", ["schema"],
+                  defaults={"schema": "characters"})
     sub.add_argument("--gold", required=True, help="gold JSON {characters:[{id,name,aliases}], "
                      "relations:[{head,tail,label}]}")
     sub.add_argument("--pred", required=True, help="a book's graph.json, or its output folder")

@@ -62,7 +62,8 @@ class Config:
             raise ValueError(f"{source}: {where}: {first['msg']}") from None
 
     @classmethod
-    def load(cls, path: str | Path | None = None, **overrides: Any) -> Config:
+    def load(cls, path: str | Path | None = None, defaults: dict[str, Any] | None = None, **overrides: Any) -> Config:
+        """`defaults` (a command's own) < the file at `path` < `overrides` (flags)."""
         values: dict[str, Any] = {}
         if path is not None:
             path = Path(path)
@@ -73,7 +74,7 @@ class Config:
                 raise ValueError(f"{path}: cannot read config: {e}".replace("\n", " ")) from None
             if not isinstance(values, dict):
                 raise ValueError(f"{path}: a config file must hold a table of settings")
-        return cls.from_dict({**values, **overrides}, str(path or "command line"))
+        return cls.from_dict({**(defaults or {}), **values, **overrides}, str(path or "command line"))
 
     def replace(self, **changes: Any) -> Config:
         return Config.from_dict({**dataclasses.asdict(self), **changes})
@@ -127,12 +128,13 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def add_config_flags(parser: argparse.ArgumentParser, names: list[str], cls: type = Config) -> None:
+def add_config_flags(parser: argparse.ArgumentParser, names: list[str], cls: type = Config,
+                     defaults: dict[str, Any] | None = None) -> None:
     """Add one flag per named field of `cls`; absent flags stay absent so the config file's value holds."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for name in names:
         f = fields[name]
-        help_text = f"{f.metadata['help']} [default: {f.default}]"
+        help_text = f"{f.metadata['help']} [default: {(defaults or {}).get(name, f.default)}]"
         # Values go in as strings; pydantic converts them to the field's type and reports bad ones.
         if f.type in ("bool", "bool | None"):
             parser.add_argument(flag(name), dest=name, action=argparse.BooleanOptionalAction,
@@ -144,4 +146,4 @@ def add_config_flags(parser: argparse.ArgumentParser, names: list[str], cls: typ
 def config_from_args(args: argparse.Namespace) -> Config:
     names = {f.name for f in dataclasses.fields(Config)}
     overrides = {k: v for k, v in vars(args).items() if k in names}
-    return Config.load(getattr(args, "config", None), **overrides)
+    return Config.load(getattr(args, "config", None), getattr(args, "command_defaults", None), **overrides)

@@ -119,3 +119,18 @@ def test_an_unknown_guide_is_a_one_line_error(write_jsonl, tmp_path, capsys):
     assert main(["predict", "--data", str(data), "--out", str(tmp_path / "p.jsonl"), "--guide",
                  str(tmp_path / "nothing-here"), "--cache-dir", str(tmp_path)]) == 2
     assert "not a guide folder" in capsys.readouterr().err
+
+
+def test_a_commands_own_default_yields_to_the_config_file_and_the_flag(tmp_path):
+    from collab.cli import build_parser
+    from collab.config import config_from_args
+
+    parser = build_parser()
+    assert config_from_args(parser.parse_args(["books"])).schema == "characters"
+    assert config_from_args(parser.parse_args(["predict", "--data", "x", "--out", "y"])).schema == "semeval"
+    config_file = tmp_path / "c.yaml"
+    config_file.write_text("schema: conll04\n")
+    assert config_from_args(parser.parse_args(["books", "--config", str(config_file)])).schema == "conll04"
+    assert config_from_args(parser.parse_args(["books", "--config", str(config_file), "--schema", "semeval"])
+                            ).schema == "semeval"
+    assert config_from_args(parser.parse_args(["train", "--out", "g"])).prompt == "slm/guide.v1"
