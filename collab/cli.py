@@ -224,6 +224,7 @@ def _book_files(specs: list[str]) -> list[Path]:
     import glob
 
     found: list[Path] = []
+    seen: set[Path] = set()
     for spec in specs:
         path = Path(spec)
         if path.is_dir():
@@ -234,7 +235,10 @@ def _book_files(specs: list[str]) -> list[Path]:
             matches = [Path(m) for m in sorted(glob.glob(spec))]
         if not matches:
             raise FileNotFoundError(f"{spec}: no such book file, folder or glob match")
-        found.extend(m for m in matches if m.resolve() not in {f.resolve() for f in found})
+        for match in matches:
+            if match.resolve() not in seen:
+                seen.add(match.resolve())
+                found.append(match)
     return found
 
 

@@ -124,3 +124,11 @@ def test_a_bad_book_is_reported_and_the_others_still_run(book, tmp_path, monkeyp
 def test_no_book_at_all_is_an_error(tmp_path, monkeypatch, capsys):
     assert run_books([str(tmp_path / "missing.txt"), "--out", str(tmp_path)], FakeScorer(), monkeypatch) == 2
     assert "missing.txt" in capsys.readouterr().err
+
+
+def test_folders_and_globs_expand_and_a_book_named_twice_runs_once(book, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    assert run_books([str(tmp_path), str(tmp_path / "*.txt"), str(book), "--out", str(out), "--min-mentions", "2",
+                      "--exports", "json"], FakeScorer(), monkeypatch) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert [b["book"] for b in summary["books"]] == [str(book)]
