@@ -66,6 +66,18 @@ class Schema:
                 return label
         raise KeyError(f"{name!r} is not a label of schema {self.id}")
 
+    def canonical(self, label: str, head: str, tail: str) -> tuple[str, str, str, bool]:
+        """(label, head, tail, directed) in one form per fact: an inverse name (child_of) becomes its forward
+        label with the arguments swapped, and a symmetric label gets its arguments sorted. KeyError for a
+        name that is neither a label nor an inverse of one."""
+        forward = {l.inverse: l.name for l in self.labels if l.inverse and l.inverse not in self.label_names}
+        if label in forward:
+            label, head, tail = forward[label], tail, head
+        directed = self.label(label).direction == "directed"
+        if not directed:
+            head, tail = sorted((head, tail))
+        return label, head, tail, directed
+
     def check_labels(self, pair: Pair, where: tuple[str, int]) -> None:
         names = set(self.label_names)
         for label in pair.gold_labels:

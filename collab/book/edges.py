@@ -1,8 +1,8 @@
 """Mention-level predictions → edge-level relations between characters.
 
 How scores combine: every pair mention gives a distribution over the schema's labels for (head, tail). Each
-label is first put in canonical form: an inverse label (child_of) becomes its forward label with the two
-characters swapped, and a symmetric label is ordered by character id, so "A parent_of B" said in either
+label is first put in canonical form (Schema.canonical): an inverse label (child_of) becomes its forward label
+with the two characters swapped, and a symmetric label is ordered by character id, so "A parent_of B" said in either
 order lands on the same key. A relation is a lasting fact that a book states a few times among many
 sentences where the two merely meet, so an edge's confidence is the mean of its key's TOP_K highest
 probabilities over the pair's mentions (fewer when the pair has fewer; a mention that does not consider the
@@ -38,16 +38,6 @@ class _Acc:
     evidence: list[tuple[float, PairMention]] = field(default_factory=list)
 
 
-def canonical(schema: Schema, label: str, head: str, tail: str) -> tuple[str, str, str, bool]:
-    """(label, source, target, directed) with inverses folded into their forward label."""
-    forward = {l.inverse: l.name for l in schema.labels if l.inverse}
-    if label in forward:
-        label, head, tail = forward[label], tail, head
-    if label in schema.label_names and schema.label(label).direction == "directed":
-        return label, head, tail, True
-    return (label, *sorted((head, tail)), False)
-
-
 def trigger_patterns(schema: Schema) -> dict[str, re.Pattern]:
     """Per label, one case-insensitive whole-word pattern over its trigger words."""
     return {label.name: re.compile(r"\b(?:" + "|".join(re.escape(t) for t in sorted(label.triggers, key=len,
@@ -79,16 +69,17 @@ def aggregate_edges(book: BookText, where: list[PairMention], predictions: Itera
         for label, probability in distribution.items():
             if label == schema.negative or label == "long_tail" or not stated(label, mention):
                 continue
-            acc[canonical(schema, label, mention.head, mention.tail)].probabilities.append(probability)
+            acc[schema.canonical(label, mention.head, mention.tail)].probabilities.append(probability)
         if pred["relation"] in (schema.negative, "long_tail") or not stated(pred["relation"], mention):
             continue
-        top = acc[canonical(schema, pred["relation"], mention.head, mention.tail)]
+        top = acc[schema.canonical(pred["relation"], mention.head, mention.tail)]
         top.support += 1
         top.routes[pred.get("route", "slm")] += 1
         top.evidence.append((pred["confidence"], mention))
     edges = []
     for (label, source, target, directed), a in acc.items():
-        confidence = sum(sorted(a.probabilities, reverse=True)[:TOP_K]) / min(TOP_K, pair_mentions[tuple(sorted((source, target)))])
+        mentions = pair_mentions[tuple(sorted((source, target)))]
+        confidence = sum(sorted(a.probabilities, reverse=True)[:TOP_K]) / min(TOP_K, mentions)
         if a.support == 0 or confidence < threshold:
             continue
         best = sorted(a.evidence, key=lambda e: (-e[0], e[1].start))[:evidence_per_edge]

@@ -241,18 +241,13 @@ def match_characters(gold: list[dict[str, Any]], pred: list[dict[str, Any]]) -> 
 # --- scoring ------------------------------------------------------------------------------------------------
 
 def _forward(schema: Schema, label: str, head: str, tail: str, where: str) -> tuple[str, str, str] | None:
-    """(label, head, tail) in the schema's canonical form, or None for the negative label: an inverse label
-    becomes its forward label with head and tail swapped, and symmetric labels get a sorted pair."""
-    inverses = {l.inverse: l.name for l in schema.labels if l.inverse and l.inverse not in schema.label_names}
-    if label in inverses:
-        label, head, tail = inverses[label], tail, head
-    if label not in schema.label_names:
-        raise GoldError(f"{where}: {label!r} is not a {schema.id} label (nor an inverse of one); pass a mapping")
-    if label == schema.negative:
-        return None
-    if schema.label(label).direction == "symmetric":
-        head, tail = sorted((head, tail))
-    return label, head, tail
+    """(label, head, tail) in the schema's canonical form (Schema.canonical), or None for the negative label."""
+    try:
+        label, head, tail, _ = schema.canonical(label, head, tail)
+    except KeyError:
+        raise GoldError(f"{where}: {label!r} is not a {schema.id} label (nor an inverse of one); "
+                        "pass a mapping") from None
+    return None if label == schema.negative else (label, head, tail)
 
 
 def _mapped_label(relation: dict[str, Any], mapping: dict[str, str | None], where: str) -> str | None:
