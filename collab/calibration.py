@@ -68,3 +68,23 @@ def reliability_diagram(curves: Sequence[tuple[str, torch.Tensor]], gold: torch.
     path = Path(path)
     save_png(fig, path)
     return path
+
+
+def calibrate_on_dev(scores: torch.Tensor, gold: torch.Tensor, labels: Sequence[str], gold_labels: dict[str, list[str]],
+                     png: Path, title: str) -> dict:
+    """What a guide records from its dev split, whatever kind it is: the fitted temperature, ECE before and
+    after, micro/macro and per-label F1 of the argmax (against `gold_labels`, id → acceptable labels, in the
+    order of `scores`' rows), and a reliability diagram at `png`."""
+    from .metrics import score
+
+    temperature = fit_temperature(scores, gold)
+    raw, calibrated = torch.softmax(scores, 1), torch.softmax(scores / temperature, 1)
+    reliability_diagram([("uncalibrated", raw), (f"T = {temperature:.2f}", calibrated)], gold, png, title=title)
+    predicted = scores.argmax(1).tolist()
+    result = score(gold_labels, {i: labels[p] for i, p in zip(gold_labels, predicted)}, label_set=labels)
+    return {"temperature": round(temperature, 4),
+            "dev": {"n": len(gold_labels), "micro_f1": round(result["micro_f1"], 4),
+                    "macro_f1": round(result["macro_f1"], 4),
+                    "ece_before": round(expected_calibration_error(raw, gold), 4),
+                    "ece_after": round(expected_calibration_error(calibrated, gold), 4),
+                    "per_label_f1": {k: round(v["f1"], 4) for k, v in result["per_label"].items()}}}

@@ -514,26 +514,15 @@ def _package_version() -> str | None:
 def calibrate_encoder(path: str | Path, dev_pairs: Sequence[Pair], schema: Any, batch_size: int = 64) -> dict:
     """Fit the temperature on dev, as for the LM guide: ECE before and after, per-label dev F1, a reliability
     diagram; all written into the guide's encoder.json so loading applies the temperature."""
-    from collab.calibration import expected_calibration_error, fit_temperature, reliability_diagram
-    from collab.metrics import score
+    from collab.calibration import calibrate_on_dev
 
     path = Path(path)
     guide = EncoderGuide.load(path, schema)
     index = {label: i for i, label in enumerate(guide.labels)}
     dev = [p for p in dev_pairs if p.relation in index]
-    logits = guide.logits(dev, batch_size)
-    gold = torch.tensor([index[p.relation] for p in dev])
-    temperature = fit_temperature(logits, gold)
-    raw, calibrated = torch.softmax(logits, 1), torch.softmax(logits / temperature, 1)
-    reliability_diagram([("uncalibrated", raw), (f"T = {temperature:.2f}", calibrated)], gold,
-                        path / "reliability.png", title=f"{path.name}: dev reliability")
-    predicted = logits.argmax(1).tolist()
-    result = score({p.id: list(p.gold_labels) for p in dev}, {p.id: guide.labels[i] for p, i in zip(dev, predicted)},
-                   label_set=guide.labels)
-    meta = {**guide.info, "temperature": round(temperature, 4),
-            "dev": {"n": len(dev), "micro_f1": round(result["micro_f1"], 4), "macro_f1": round(result["macro_f1"], 4),
-                    "ece_before": round(expected_calibration_error(raw, gold), 4),
-                    "ece_after": round(expected_calibration_error(calibrated, gold), 4),
-                    "per_label_f1": {k: round(v["f1"], 4) for k, v in result["per_label"].items()}}}
+    report = calibrate_on_dev(guide.logits(dev, batch_size), torch.tensor([index[p.relation] for p in dev]),
+                              guide.labels, {p.id: list(p.gold_labels) for p in dev}, path / "reliability.png",
+                              f"{path.name}: dev reliability")
+    meta = {**guide.info, **report}
     atomic_write_text(path / "encoder.json", json.dumps(meta, indent=1, ensure_ascii=False) + "\n")
     return meta

@@ -22,11 +22,10 @@ import torch
 
 from collab import datasets
 from collab.cache import cache_root, content_key, file_sha256
-from collab.calibration import expected_calibration_error, fit_temperature, reliability_diagram
+from collab.calibration import calibrate_on_dev
 from collab.config import Config, TrainSettings
 from collab.data import Pair
 from collab.files import atomic_write_text
-from collab.metrics import score
 from collab.schema import Schema, load_schema
 
 from .models import load_model, resolve_model
@@ -181,21 +180,12 @@ def calibrate(scorer: LabelScorer, dev: list[Pair], out: Path, batch_size: int =
     """Fit the temperature on dev; ECE before and after, per-label dev F1 (over the guide's own labels), and a
     reliability diagram."""
     saved = _dev_scores(scorer, dev, out, batch_size, relabel)
-    scores, gold = saved["scores"], saved["gold"]
-    temperature = fit_temperature(scores, gold)
-    raw, calibrated = torch.softmax(scores, 1), torch.softmax(scores / temperature, 1)
-    reliability_diagram([("uncalibrated", raw), (f"T = {temperature:.2f}", calibrated)], gold,
-                        out / "reliability.png", title=f"{out.name}: dev reliability")
     labels = scorer.labels
-    predicted = scores.argmax(1).tolist()
-    result = score({i: [labels[g]] for i, g in zip(saved["ids"], gold.tolist())},
-                   {i: labels[p] for i, p in zip(saved["ids"], predicted)}, label_set=labels)
-    return {"temperature": round(temperature, 4),
-            "dev": {"n": len(dev), "micro_f1": round(result["micro_f1"], 4), "macro_f1": round(result["macro_f1"], 4),
-                    "ece_before": round(expected_calibration_error(raw, gold), 4),
-                    "ece_after": round(expected_calibration_error(calibrated, gold), 4),
-                    "pairs_per_second": round(len(dev) / saved["seconds"], 2),
-                    "per_label_f1": {k: round(v["f1"], 4) for k, v in result["per_label"].items()}}}
+    report = calibrate_on_dev(saved["scores"], saved["gold"], labels,
+                              {i: [labels[g]] for i, g in zip(saved["ids"], saved["gold"].tolist())},
+                              out / "reliability.png", f"{out.name}: dev reliability")
+    report["dev"]["pairs_per_second"] = round(len(dev) / saved["seconds"], 2)
+    return report
 
 
 def _save_half(peft_model: Any, out: Path) -> None:
