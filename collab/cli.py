@@ -14,10 +14,14 @@ from .cache import content_key, file_sha256
 from .config import TRAIN_FLAGS, Config, TrainSettings, add_config_flags, config_from_args, flag
 from .book.records import BookError
 from .data import DataError, LoadStats
+from .llm import LLMError
+from .local_llm import LocalLLMError
 from .schema import SchemaError, load_schema
 
 DEMO_DATA = Path(__file__).resolve().parent / "demo" / "sentences.jsonl"
 MODEL_FLAGS = ["schema", "guide", "model", "prompt", "four_bit", "batch_size", "threads", "cache_dir"]
+ESCALATION_FLAGS = [name for name in Config.__dataclass_fields__ if name.startswith(("escalate", "merge", "llm_"))] + [
+    "weak_k", "max_llm_calls", "max_cost", "prices", "privacy", "audit_log", "local_llm"]
 
 
 def _print_json(obj: object) -> None:
@@ -61,26 +65,50 @@ def cmd_demo(args: argparse.Namespace, config: Config) -> None:
 
 
 def cmd_predict(args: argparse.Namespace, config: Config) -> None:
-    from tqdm import tqdm
+    from .predict import run_predict
 
-    from .files import PartialJsonl
+    schema = load_schema(config.schema)
+    summary = run_predict(config, args.data, args.out, dry_run=args.dry_run)
+    if summary.get("dry_run"):
+        print(f"dry run, nothing sent: {summary['escalated']} of {summary['pairs']} pairs would be escalated "
+              f"({summary['escalation_rate']:.1%}) to {summary['model']}: {summary['prompt_tokens']} prompt tokens "
+              f"(estimated), at most {summary['completion_tokens_at_most']} completion tokens, at most "
+              f"${summary['estimated_cost_at_most']:.4f}")
+        return
+    rate = f"; {summary['predicted'] / summary['seconds']:.2f} pairs/s" if summary["predicted"] and summary["seconds"] else ""
+    print(f"wrote {summary['pairs']} predictions to {args.out} (schema {schema.id}, {_describe(config, schema)}{rate})")
+    if "escalation" in summary:
+        e, cache = summary["escalation"], summary["cache"]
+        print(f"escalated {e['escalated']} of {e['pairs']} predicted pairs to {config.llm_model}: {e['llm_valid']} valid "
+              f"answers, {e['llm_invalid']} invalid (guide's answer kept), {e['budget_skipped']} over budget; "
+              f"{e['calls']} LLM calls, {e['prompt_tokens']}+{e['completion_tokens']} tokens, ${e['cost']:.4f}; "
+              f"cache {cache['hits']} hits, {cache['misses']} misses; routes {e['routes']}; summary: "
+              f"{args.out}.summary.json")
 
-    pairs, schema, stats = _read(config, args.data, schema_name=config.schema)
-    schema = schema or load_schema(config.schema)
-    source = datasets.resolve(args.data, config.shared)
-    key = content_key(file_sha256(source.path), api.scorer_identity(config, schema))
-    out = PartialJsonl(args.out, key)
-    todo = [p for p in pairs if p.id not in out.done]
-    if len(todo) < len(pairs):
-        print(f"resuming: {len(pairs) - len(todo)} of {len(pairs)} pairs already predicted", file=sys.stderr)
-    scorer = api.scorer_for(config, schema)
-    start = time.perf_counter()
-    for prediction in tqdm(scorer.iter_predict(todo, config.batch_size), total=len(todo), unit="pair", disable=not todo):
-        out.add(prediction.to_json())
-    seconds = time.perf_counter() - start
-    n = out.finish(p.id for p in pairs)
-    rate = f"; {len(todo) / seconds:.2f} pairs/s" if todo and seconds > 0 else ""
-    print(f"wrote {n} predictions to {args.out} (schema {schema.id}, {_describe(config, schema)}{rate})")
+
+def cmd_merge(args: argparse.Namespace, config: Config) -> None:
+    """Re-merge saved guide and LLM answers under another mode or threshold; no model is called."""
+    from .data import read_predictions
+    from .files import atomic_write_text
+    from .merge import MergeSettings, remerge, weak_labels
+
+    schema = load_schema(config.schema)
+    weak: frozenset[str] = frozenset()
+    predicted: frozenset[str] = frozenset()
+    if config.merge in ("weak_list", "slm_types"):
+        from .predict import _dev_profile
+
+        guide = api.guide_for(config, schema)
+        if guide is None:
+            raise ValueError(f"merge {config.merge} needs the guide's dev profile: give --guide")
+        profile = _dev_profile(config, schema, api.scorer_for(config, schema), guide)
+        weak = frozenset(weak_labels(profile.per_label_f1, config.weak_k, schema.negative))
+        predicted = frozenset(profile.predicted)
+    settings = MergeSettings(config.merge, h=config.merge_h, weak=weak, slm_types=predicted)
+    records = list(remerge(read_predictions(args.pred), settings, schema.negative, config.escalate_threshold))
+    atomic_write_text(args.out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    routes = {name: sum(r["route"] == name for r in records) for name in ("slm", "llm", "merged")}
+    print(f"wrote {len(records)} predictions to {args.out} (merge {config.merge}; routes {routes})")
 
 
 def cmd_train(args: argparse.Namespace, config: Config) -> None:
@@ -349,10 +377,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     command("demo", cmd_demo, "predict relations for a few bundled example sentences and print them",
             MODEL_FLAGS)
-    sub = command("predict", cmd_predict, "predict a relation for every pair of a JSONL file",
-                  ["shared", "skip_invalid", *MODEL_FLAGS])
+    sub = command("predict", cmd_predict, "predict a relation for every pair of a JSONL file; with --escalate, "
+                  "ask an LLM where the guide is unsure and merge the answers", ["shared", "skip_invalid", "seed",
+                                                                                  "tail_coverage", *MODEL_FLAGS,
+                                                                                  *ESCALATION_FLAGS])
     sub.add_argument("--data", required=True, help="JSONL file, or a staged split such as semeval:test")
     sub.add_argument("--out", required=True, help="prediction JSONL to write")
+    sub.add_argument("--dry-run", action="store_true", help="with --escalate: say how many pairs would be "
+                     "escalated, with tokens and estimated cost, and send nothing")
+    sub = command("merge", cmd_merge, "re-merge a prediction file's saved guide and LLM answers with another "
+                  "mode or threshold (no model calls)", ["shared", "cache_dir", "schema", "guide", "model",
+                                                         "batch_size", "merge", "merge_h", "weak_k",
+                                                         "escalate_threshold"])
+    sub.add_argument("--pred", required=True, help="prediction JSONL written by predict --escalate")
+    sub.add_argument("--out", required=True, help="merged prediction JSONL to write")
     sub = command("train", cmd_train, "tune a LoRA guide on a schema's training data, then calibrate it on dev",
                   ["shared", "schema", "model", "prompt", "four_bit", "batch_size", "threads", "seed", "cache_dir",
                    "tail_coverage"], defaults={"prompt": "slm/guide.v1"})
@@ -428,7 +466,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = config_from_args(args)
         args.func(args, config)
-    except (DataError, SchemaError, FileNotFoundError, ValueError, ModelError) as e:  # BookError is a ValueError
+    except (DataError, SchemaError, FileNotFoundError, ValueError, ModelError, LLMError, LocalLLMError) as e:
+        # BookError and PrivacyError are ValueErrors
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -10,7 +10,7 @@ import dataclasses
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import ConfigDict, TypeAdapter, ValidationError
@@ -51,6 +51,40 @@ class Config:
     edge_triggers: bool = _opt(True, "books: a sentence supports a relation only when it holds one of the "
                                       "label's trigger words (schema file)")
     exports: str = _opt("json,graphml,gexf,csv,html,png", "books: comma-separated export formats")
+    # escalation to a large model
+    escalate: Literal["never", "auto", "always"] = _opt("never", "ask the LLM: never, auto (pairs the guide is "
+                                                                 "unsure of, and long-tail answers) or always")
+    escalate_rate: float = _opt(0.2, "auto: escalate the guide's least confident pairs, this share of the dev split")
+    escalate_precision: float | None = _opt(None, "auto: instead, escalate below the confidence where the guide's "
+                                                  "dev precision falls under this")
+    escalate_threshold: float | None = _opt(None, "auto: escalate below this guide confidence (overrides the two above)")
+    escalate_margin: float = _opt(0.0, "auto: also escalate when the guide's lead over its runner-up is below this")
+    merge: str = _opt("weak_list", "how answers merge: union, confident_slm, weak_list, slm_types, weighted or llm "
+                                   "(collab/merge.py)")
+    merge_h: float = _opt(0.75, "merge confident_slm: the guide's positive answers at least this confident stand")
+    weak_k: int = _opt(3, "merge weak_list: the guide's K lowest dev-F1 labels are the LLM's to decide")
+    llm_base_url: str = _opt("http://127.0.0.1:8080/v1", "OpenAI-compatible endpoint (OpenAI, vLLM, llama.cpp, Ollama)")
+    llm_model: str = _opt("local", "model id at the endpoint")
+    llm_api_key_env: str = _opt("OPENAI_API_KEY", "environment variable holding the API key (unset: no key)")
+    llm_template: str = _opt("llm/guide.v1", "the LLM's prompt template (prompts/)")
+    llm_json: Literal["auto", "schema", "object", "none"] = _opt("auto", "constrain replies with a JSON schema, "
+                                                                         "JSON mode, or not (auto: the best the endpoint takes)")
+    llm_temperature: float = _opt(0.0, "LLM sampling temperature (the seed is --seed)")
+    llm_max_tokens: int = _opt(128, "LLM reply length limit")
+    llm_timeout: float = _opt(60.0, "seconds per LLM request")
+    llm_retries: int = _opt(3, "retries per request on 429, 5xx and timeouts, with backoff (Retry-After honoured)")
+    llm_repairs: int = _opt(2, "re-asks after an invalid reply before the guide's answer stands")
+    llm_concurrency: int = _opt(4, "LLM requests in flight at once")
+    llm_candidates: int = _opt(5, "candidate labels per pair in the LLM prompt, no_relation included")
+    llm_demos: int = _opt(4, "retrieved demonstrations per LLM prompt")
+    llm_prompt_budget: int | None = _opt(2048, "prompt token budget: demonstrations, then definitions, are cut to fit")
+    max_llm_calls: int | None = _opt(None, "stop escalating after this many LLM requests (cached replies are free)")
+    max_cost: float | None = _opt(None, "stop escalating before the estimated spend passes this many dollars")
+    prices: Path | None = _opt(None, "price table, YAML {model: {input: $/Mtok, output: $/Mtok}} (default: free)")
+    privacy: Literal["off", "local"] = _opt("off", "local: nothing leaves the machine (loopback endpoints only, "
+                                                   "offline models, every request in an audit log)")
+    audit_log: Path | None = _opt(None, "JSONL of every LLM request (default with --privacy local: beside the output)")
+    local_llm: Path | None = _opt(None, "serve this GGUF with llama.cpp on a loopback port for the run and escalate to it")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> Config:

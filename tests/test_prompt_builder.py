@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import re
 
-import numpy as np
 import pytest
 from conftest import pair_record
+from fakes import FakeEmbedder
 
 from collab import embed, retrieval
 from collab.config import add_config_flags, config_from_args
@@ -29,19 +28,6 @@ TRAIN = [
     ("t5", "The apples were in a basket.", "apples", "basket", CONTAINER),
     ("t6", "The man walked past the house.", "man", "house", "no_relation"),
 ]
-
-
-class FakeEmbedder:
-    """A hashed bag of words: texts sharing words are near."""
-
-    name, fingerprint, dim = "fake", "fake-1", 64
-
-    def encode(self, texts):
-        vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for row, text in enumerate(texts):
-            for word in re.findall(r"\w+", text.lower()):
-                vectors[row, int(hashlib.md5(word.encode()).hexdigest(), 16) % self.dim] += 1
-        return vectors
 
 
 def make_pair(id, text, head, tail, relation=None, split=None):

@@ -1,11 +1,10 @@
-import hashlib
 import json
-import re
 import time
 
 import numpy as np
 import pytest
 from conftest import pair_record
+from fakes import FakeEmbedder
 
 from collab import embed, retrieval
 from collab.cli import main
@@ -26,23 +25,6 @@ TRAIN = [
     ("t7", "The man walked past the house.", "man", "house", "no_relation"),
     ("t8", "A child saw a bird.", "child", "bird", "no_relation"),
 ]
-
-
-class FakeEmbedder:
-    """A hashed bag of words: texts sharing words are near. Counts its calls so tests can see rebuilds."""
-
-    name = "fake"
-
-    def __init__(self, fingerprint="fake-1", dim=64):
-        self.fingerprint, self.dim, self.calls = fingerprint, dim, 0
-
-    def encode(self, texts):
-        self.calls += 1
-        vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for row, text in enumerate(texts):
-            for word in re.findall(r"\w+", text.lower()):
-                vectors[row, int(hashlib.md5(word.encode()).hexdigest(), 16) % self.dim] += 1
-        return vectors
 
 
 def train_file(write_jsonl, rows=TRAIN, name="train.jsonl", split="train"):
