@@ -84,7 +84,8 @@ class Config:
     privacy: Literal["off", "local"] = _opt("off", "local: nothing leaves the machine (loopback endpoints only, "
                                                    "offline models, every request in an audit log)")
     audit_log: Path | None = _opt(None, "JSONL of every LLM request (default with --privacy local: beside the output)")
-    local_llm: Path | None = _opt(None, "serve this GGUF with llama.cpp on a loopback port for the run and escalate to it")
+    local_llm: Path | None = _opt(None, "serve this GGUF (or packaged smollm2, gemma3-270m) with llama.cpp on a "
+                                        "loopback port for the run, and escalate to it")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> Config:

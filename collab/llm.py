@@ -14,6 +14,8 @@ later pair would fail the same way; what was finished is kept and a rerun resume
 """
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import random
 import re
@@ -190,6 +192,8 @@ class OpenAIChatLLM:
                                           http_client=http_client)
         # auto starts with the strictest format and steps down, once per client, when the endpoint rejects it
         self._formats = ["schema", "object", "none"] if settings.json_mode == "auto" else [settings.json_mode]
+        self._format_found = len(self._formats) == 1
+        self._probe = asyncio.Lock()
 
     async def check(self) -> None:
         """Fail early and clearly when the endpoint is down or does not serve the model."""
@@ -211,68 +215,85 @@ class OpenAIChatLLM:
     async def close(self) -> None:
         await self._client.close()
 
-    def _params(self, labels: Sequence[str]) -> dict[str, Any]:
+    def _params(self, labels: Sequence[str], mode: str) -> dict[str, Any]:
         s = self.settings
         params: dict[str, Any] = {"temperature": s.temperature, "max_tokens": s.max_tokens}
         if s.seed is not None:
             params["seed"] = s.seed
-        fmt = response_format(self._formats[0], labels)
+        fmt = response_format(mode, labels)
         if fmt:
             params["response_format"] = fmt
         return params
 
+    def _cached(self, request: LLMRequest, messages: Messages) -> dict[str, Any] | None:
+        """A stored reply under any format auto may still pick, best first: a rerun's client has not yet
+        learnt which format the endpoint takes, and must not pay again for what the last run stored."""
+        if not self.cache:
+            return None
+        return self.cache.get(*(self.cache.key(self.name, request.template, messages,
+                                               self._params(request.labels, mode)) for mode in self._formats))
+
+    async def _send(self, labels: Sequence[str], messages: Messages) -> tuple[Any, dict[str, Any]]:
+        """One completion, stepping down the formats auto allows when the endpoint rejects one."""
+        openai = self._openai
+        while True:
+            mode = self._formats[0]
+            params = self._params(labels, mode)
+            try:
+                return await self._client.chat.completions.create(model=self.name, messages=messages,
+                                                                  **params), params
+            except openai.APIStatusError as e:
+                # llama-cpp-python answers an OpenAI json_schema format with a 500, others with a 400 or 422
+                if "response_format" not in params or len(self._formats) < 2 or not _about_format(e) \
+                        or isinstance(e, (openai.NotFoundError, openai.AuthenticationError)):
+                    raise
+                if self._formats[0] == mode:
+                    self._formats.pop(0)
+
     async def _complete(self, request: LLMRequest, messages: Messages, reply: LLMReply) -> tuple[str, str]:
         """(content, finish_reason) of one request, from the cache where it has it."""
         openai = self._openai
-        while True:
-            params = self._params(request.labels)
-            key = self.cache.key(self.name, request.template, messages, params) if self.cache else None
-            stored = self.cache.get(key) if self.cache else None
-            if stored is not None:
-                reply.requests += 1
-                self._audit(request, cached=True)
-                return stored["content"], stored["finish_reason"]
-            reserved = self.budget.reserve(messages) if self.budget is not None else 0.0
-            if reserved is None:
-                raise BudgetExhausted()
-            self._audit(request, cached=False)
-            try:
-                result = await self._client.chat.completions.create(model=self.name, messages=messages, **params)
-            except openai.NotFoundError as e:
-                raise LLMError(f"the LLM endpoint {self.settings.base_url} does not serve model {self.name!r}: "
-                               f"{_message(e)}") from None
-            except openai.AuthenticationError:
-                raise LLMError(f"the LLM endpoint {self.settings.base_url} rejected the API key") from None
-            except openai.APITimeoutError:
-                raise  # a timed-out request may still be billed: its reservation stays spent
-            except openai.APIConnectionError as e:
-                raise LLMError(f"lost the LLM endpoint {self.settings.base_url}: {e.__cause__ or e}") from None
-            except openai.APIStatusError as e:
-                # llama-cpp-python answers an OpenAI json_schema format with a 500, others with a 400 or 422
-                if "response_format" in params and len(self._formats) > 1 and _about_format(e):
-                    self._settle(reserved, 0.0)
-                    self._formats.pop(0)
-                    continue
-                raise
-            usage = result.usage
-            prompt_tokens = usage.prompt_tokens if usage else 0
-            completion_tokens = usage.completion_tokens if usage else 0
-            cost = self.settings.price.cost(prompt_tokens, completion_tokens)
-            self._settle(reserved, cost)
+        stored = self._cached(request, messages)
+        if stored is not None:
             reply.requests += 1
-            reply.calls += 1
-            reply.prompt_tokens += prompt_tokens
-            reply.completion_tokens += completion_tokens
-            reply.cost += cost
-            choice = result.choices[0]
-            content, finish = choice.message.content or "", choice.finish_reason or "stop"
-            if self.cache:
-                self.cache.put(key, model=self.name, template=request.template,
-                               request={"messages": messages, **params},
-                               response={"content": content, "finish_reason": finish,
-                                         "usage": {"prompt_tokens": prompt_tokens,
-                                                   "completion_tokens": completion_tokens}})
-            return content, finish
+            self._audit(request, cached=True)
+            return stored["content"], stored["finish_reason"]
+        reserved = self.budget.reserve(messages) if self.budget is not None else 0.0
+        if reserved is None:
+            raise BudgetExhausted()
+        self._audit(request, cached=False)
+        try:
+            # until auto has found a format the endpoint takes, one request probes while the rest wait
+            async with self._probe if not self._format_found else contextlib.nullcontext():
+                result, params = await self._send(request.labels, messages)
+                self._format_found = True
+        except openai.NotFoundError as e:
+            raise LLMError(f"the LLM endpoint {self.settings.base_url} does not serve model {self.name!r}: "
+                           f"{_message(e)}") from None
+        except openai.AuthenticationError:
+            raise LLMError(f"the LLM endpoint {self.settings.base_url} rejected the API key") from None
+        except openai.APITimeoutError:
+            raise  # a timed-out request may still be billed: its reservation stays spent
+        except openai.APIConnectionError as e:
+            raise LLMError(f"lost the LLM endpoint {self.settings.base_url}: {e.__cause__ or e}") from None
+        usage = result.usage
+        prompt_tokens = usage.prompt_tokens if usage else 0
+        completion_tokens = usage.completion_tokens if usage else 0
+        cost = self.settings.price.cost(prompt_tokens, completion_tokens)
+        self._settle(reserved, cost)
+        reply.requests += 1
+        reply.calls += 1
+        reply.prompt_tokens += prompt_tokens
+        reply.completion_tokens += completion_tokens
+        reply.cost += cost
+        choice = result.choices[0]
+        content, finish = choice.message.content or "", choice.finish_reason or "stop"
+        if self.cache:
+            self.cache.put(self.cache.key(self.name, request.template, messages, params), model=self.name,
+                           template=request.template, request={"messages": messages, **params},
+                           response={"content": content, "finish_reason": finish,
+                                     "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}})
+        return content, finish
 
     def _audit(self, request: LLMRequest, *, cached: bool) -> None:
         if self.audit:

@@ -102,15 +102,16 @@ class ReplyCache:
         # server, a proxy, another provider) answers the same, and its replies should be reused.
         return content_key(model, template, _canonical(messages), _canonical(params))
 
-    def get(self, key: str) -> dict | None:
-        """The stored response for `key`, or None; counts a hit or a miss."""
+    def get(self, *keys: str) -> dict | None:
+        """The stored response for the first of `keys` that has one, or None; counts one hit or one miss."""
         with self._guard():
-            row = self._connection().execute("SELECT response FROM replies WHERE key = ?", (key,)).fetchone()
-            if row is None:
-                self.misses += 1
-                return None
-            self.hits += 1
-            return json.loads(row[0])
+            for key in keys:
+                row = self._connection().execute("SELECT response FROM replies WHERE key = ?", (key,)).fetchone()
+                if row is not None:
+                    self.hits += 1
+                    return json.loads(row[0])
+            self.misses += 1
+            return None
 
     def put(self, key: str, *, model: str, template: str, request: dict, response: dict) -> None:
         """Store (or replace) the reply for `key`; committed before this returns."""

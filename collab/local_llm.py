@@ -52,6 +52,17 @@ def packaged_gguf(name: str = "smollm2") -> Path:
     raise LocalLLMError(f"no packaged GGUF named {name!r}; built-in names: {', '.join(models.BUILTIN_MODELS)}")
 
 
+def resolve_gguf(spec: str | Path) -> Path:
+    """A GGUF file path, or the name of a packaged model (smollm2, gemma3-270m)."""
+    path = Path(spec).expanduser()
+    if path.is_file() or path.suffix == ".gguf" or "/" in str(spec):
+        return path  # a missing file is reported by start(), with its path
+    try:
+        return packaged_gguf(str(spec))
+    except LocalLLMError:
+        raise LocalLLMError(f"{spec}: no such GGUF file, and not a packaged model name (smollm2, gemma3-270m)") from None
+
+
 def free_port() -> int:
     """A loopback port that was free a moment ago (the server binds it right after)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

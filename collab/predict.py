@@ -47,9 +47,13 @@ def llm_endpoint(config: Config) -> Iterator[Config]:
     if config.local_llm is None or config.escalate == "never":
         yield config
         return
-    from .local_llm import LocalLLMServer
+    from .local_llm import LocalLLMServer, resolve_gguf
 
-    with LocalLLMServer(config.local_llm, threads=config.threads or None) as server:
+    # the guide and the server take turns, so the server may use every core; its context holds the prompt
+    # at its budget plus each repair round (a reply and the repair request)
+    n_ctx = (config.llm_prompt_budget or 4096) + (config.llm_repairs + 1) * (config.llm_max_tokens + 128)
+    with LocalLLMServer(resolve_gguf(config.local_llm), threads=config.threads or os.cpu_count(),
+                        n_ctx=n_ctx) as server:
         print(f"serving {config.local_llm} at {server.base_url}", file=sys.stderr)
         yield config.replace(llm_base_url=server.base_url, llm_model=server.model)
 
