@@ -10,7 +10,6 @@ from pathlib import Path
 from guides.models import ModelError
 
 from . import api, datasets
-from .cache import content_key, file_sha256
 from .config import TRAIN_FLAGS, Config, TrainSettings, add_config_flags, config_from_args, flag
 from .book.records import BookError
 from .data import DataError, LoadStats

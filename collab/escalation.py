@@ -23,7 +23,7 @@ from .cache import cache_subdir, content_key
 from .data import Pair, Prediction
 from .files import atomic_write_text
 from .llm import LLM, LLMReply, LLMRequest, Price
-from .merge import MergeSettings, Routing, merge_pair, threshold_for_precision, threshold_for_rate, weak_labels
+from .merge import MergeSettings, Routing, merge_pair, threshold_for_precision, threshold_for_rate
 from .metrics import score
 from .prompt_builder import Shot, TokenCounter, build_prompt, estimate_tokens
 from .prompts import load_template

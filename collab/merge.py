@@ -70,48 +70,48 @@ class MergeSettings:
 
 def merge_pair(slm: Mapping[str, Any] | None, llm: Mapping[str, Any] | None, settings: MergeSettings,
                negative: str) -> dict[str, Any]:
-    """{relation, confidence, route[, also]} from the small model's answer {relation, confidence,
-    distribution} and the large model's {relation, confidence} (None or relation None: no valid answer)."""
+    """{relation, confidence, route[, also]} from the small model'small answer {relation, confidence,
+    distribution} and the large model'small {relation, confidence} (None or relation None: no valid answer)."""
     if not llm or llm.get("relation") is None:
         if slm is None:
             return {"relation": negative, "confidence": 0.0, "route": "slm"}
         return {"relation": slm["relation"], "confidence": slm["confidence"], "route": "slm"}
     if slm is None:
         return {"relation": llm["relation"], "confidence": llm["confidence"], "route": "llm"}
-    s, l = slm["relation"], llm["relation"]
+    small, large = slm["relation"], llm["relation"]
     mode = settings.mode
     also = None
     if mode == "llm":
         take_llm = True
     elif mode == "union":
-        take_llm = l != negative
-        also = s if take_llm and s not in (negative, l) else None
+        take_llm = large != negative
+        also = small if take_llm and small not in (negative, large) else None
     elif mode == "confident_slm":
-        take_llm = not (s != negative and slm["confidence"] >= settings.h)
+        take_llm = not (small != negative and slm["confidence"] >= settings.h)
     elif mode == "weak_list":
-        # SLM triples stand unless weak; the LLM's weak triples are added; a pair gets one label, the LLM's first
-        kept_slm = s if s != negative and s not in settings.weak else None
-        kept_llm = l if l != negative and l in settings.weak else None
+        # the guide's triples stand unless weak, the LLM's weak triples are added; one label a pair, the LLM's first
+        kept_slm = small if small != negative and small not in settings.weak else None
+        kept_llm = large if large != negative and large in settings.weak else None
         if kept_llm is None and kept_slm is None:
             # neither answer survives the rule: the pair is negative, as sure as whichever model said so
-            confidence = llm["confidence"] if l == negative else slm["confidence"] if s == negative else 0.0
-            return _result(negative, confidence, s, l, negative)
+            confidence = llm["confidence"] if large == negative else slm["confidence"] if small == negative else 0.0
+            return _result(negative, confidence, small)
         take_llm = kept_llm is not None
     elif mode == "slm_types":
-        take_llm = s == negative and l not in settings.slm_types
+        take_llm = small == negative and large not in settings.slm_types
     else:  # weighted
-        scores = dict(slm.get("distribution") or {s: slm["confidence"]})
-        scores[l] = scores.get(l, 0.0) + settings.weight * llm["confidence"]
+        scores = dict(slm.get("distribution") or {small: slm["confidence"]})
+        scores[large] = scores.get(large, 0.0) + settings.weight * llm["confidence"]
         best = max(sorted(scores), key=lambda label: scores[label])
-        return _result(best, scores[best] / (1 + settings.weight), s, l, negative)
-    relation, confidence = (l, llm["confidence"]) if take_llm else (s, slm["confidence"])
-    result = _result(relation, confidence, s, l, negative)
+        return _result(best, scores[best] / (1 + settings.weight), small)
+    relation, confidence = (large, llm["confidence"]) if take_llm else (small, slm["confidence"])
+    result = _result(relation, confidence, small)
     if also:
         result["also"] = also
     return result
 
 
-def _result(relation: str, confidence: float, slm_relation: str, llm_relation: str, negative: str) -> dict[str, Any]:
+def _result(relation: str, confidence: float, slm_relation: str) -> dict[str, Any]:
     route = "llm" if relation != slm_relation else "merged"
     return {"relation": relation, "confidence": float(confidence), "route": route}
 

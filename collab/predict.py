@@ -16,7 +16,7 @@ from typing import Any, Iterator
 from . import api, datasets
 from .cache import content_key, file_sha256
 from .config import Config
-from .data import Pair, Prediction
+from .data import Pair
 from .files import PartialJsonl, atomic_write_text
 from .merge import MergeSettings, Routing
 

@@ -15,8 +15,8 @@ def llm(relation, confidence=0.9):
     return {"relation": relation, "confidence": confidence}
 
 
-def merged(mode, s, l, **settings):
-    return merge_pair(s, l, MergeSettings(mode, **settings), NEG)
+def merged(mode, small, large, **settings):
+    return merge_pair(small, large, MergeSettings(mode, **settings), NEG)
 
 
 def test_routing_reasons():
