@@ -21,6 +21,7 @@ import random
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, Sequence
+from urllib.parse import urlsplit
 
 from .data import Pair
 from .metrics import normalise_label
@@ -168,6 +169,7 @@ class OpenAISettings:
     repairs: int = 2
     json_mode: str = "auto"
     price: Price = field(default_factory=Price)
+    trust_env: bool = True  # False: ignore proxy variables (privacy mode: no proxy may carry a request away)
 
     def __post_init__(self) -> None:
         if self.json_mode not in JSON_MODES:
@@ -179,15 +181,22 @@ class OpenAIChatLLM:
     for free; `audit` (collab.privacy.AuditLog) records each request; `budget` (collab.escalation.Budget)
     reserves the cost of every request that would reach the endpoint, and may refuse it."""
 
-    def __init__(self, settings: OpenAISettings, *, cache: Any = None, audit: Any = None, http_client: Any = None,
-                 budget: Any = None):
+    def __init__(self, settings: OpenAISettings, *, cache: Any = None, audit: Any = None, budget: Any = None):
+        import httpx
         import openai
 
         self.settings = settings
         self.name = settings.model
         self.cache, self.audit, self.budget = cache, audit, budget
         self._openai = openai
-        self._client = openai.AsyncOpenAI(base_url=settings.base_url, api_key=settings.api_key or "not-needed",
+        base_url, transport = settings.base_url, None
+        if urlsplit(base_url).scheme in ("unix", "http+unix"):
+            # unix:///path/to.sock: the server's OpenAI routes (/v1/...) over that socket
+            transport = httpx.AsyncHTTPTransport(uds=urlsplit(base_url).path)
+            base_url = "http://localhost/v1"
+        http_client = httpx.AsyncClient(transport=transport, trust_env=settings.trust_env,
+                                        timeout=settings.timeout)
+        self._client = openai.AsyncOpenAI(base_url=base_url, api_key=settings.api_key or "not-needed",
                                           timeout=settings.timeout, max_retries=settings.retries,
                                           http_client=http_client)
         # auto starts with the strictest format and steps down, once per client, when the endpoint rejects it

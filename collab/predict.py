@@ -108,14 +108,9 @@ def build_llm(config: Config, *, cache: Any, audit: Any, budget: Any):
         base_url=config.llm_base_url, model=config.llm_model, api_key=os.environ.get(config.llm_api_key_env),
         temperature=config.llm_temperature, seed=config.seed, max_tokens=config.llm_max_tokens,
         timeout=config.llm_timeout, retries=config.llm_retries, repairs=config.llm_repairs,
-        json_mode=config.llm_json, price=prices.get(config.llm_model, Price()))
-    http_client = None
-    if config.privacy == "local":
-        import httpx
-
-        # no proxy from the environment may carry a loopback request elsewhere
-        http_client = httpx.AsyncClient(trust_env=False, timeout=config.llm_timeout)
-    return OpenAIChatLLM(settings, cache=cache, audit=audit, budget=budget, http_client=http_client)
+        json_mode=config.llm_json, price=prices.get(config.llm_model, Price()),
+        trust_env=config.privacy != "local")
+    return OpenAIChatLLM(settings, cache=cache, audit=audit, budget=budget)
 
 
 def _read_pairs(config: Config, spec: str, schema):

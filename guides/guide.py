@@ -61,18 +61,20 @@ def guide_path(spec: str | Path) -> Path:
 
 
 def shipped_guide(schema: Schema, model: str) -> Path | None:
-    """The shipped guide for this schema: the language-model guide trained on `model` if there is one, else
-    the schema's encoder guide (no language model is involved, so any `model` setting accepts it)."""
+    """The shipped guide `auto` uses for this schema: of the calibrated language-model guides trained on
+    `model` and the schema's encoder guides (no language model involved, so any `model` accepts them), the
+    one with the best dev micro-F1 recorded at calibration. Chosen on dev, never on test."""
+    found: list[tuple[float, str, Path]] = []
     for meta_file in sorted(SHIPPED.glob(f"*/{GUIDE_FILE}")):
         meta = json.loads(meta_file.read_text(encoding="utf-8"))
         if meta.get("schema", {}).get("name") == schema.id and meta.get("base_model", {}).get("name") == model \
                 and meta.get("temperature") is not None:
-            return meta_file.parent
+            found.append((meta.get("dev", {}).get("micro_f1", 0.0), meta_file.parent.name, meta_file.parent))
     for meta_file in sorted(SHIPPED.glob(f"*/{ENCODER_FILE}")):
         meta = json.loads(meta_file.read_text(encoding="utf-8"))
         if meta.get("schema", {}).get("id") == schema.id and meta.get("temperature") is not None:
-            return meta_file.parent
-    return None
+            found.append((meta.get("dev", {}).get("micro_f1", 0.0), meta_file.parent.name, meta_file.parent))
+    return max(found)[2] if found else None
 
 
 def guide_identity(path: str | Path) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import json
 import re
+import socketserver
 import sys
 import threading
 import time
@@ -102,10 +103,18 @@ class _QuietHTTPServer(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
-class FakeLLMServer:
-    """Serves scripted replies on a free loopback port in a daemon thread."""
+class _QuietUnixHTTPServer(socketserver.ThreadingUnixStreamServer):
+    """The same HTTP handler over a unix socket (client addresses are '' there, so they are never logged)."""
+    daemon_threads = True
+    handle_error = _QuietHTTPServer.handle_error
 
-    def __init__(self, replies: list[Reply] | None = None, *, model: str = "fake-llm", models_endpoint: bool = True):
+
+class FakeLLMServer:
+    """Serves scripted replies on a free loopback port (or `unix_socket`) in a daemon thread."""
+
+    def __init__(self, replies: list[Reply] | None = None, *, model: str = "fake-llm", models_endpoint: bool = True,
+                 unix_socket: str | None = None):
+        self.unix_socket = unix_socket
         self.replies: list[Reply] = list(replies or [])
         self.model = model
         self.models_endpoint = models_endpoint
@@ -122,8 +131,12 @@ class FakeLLMServer:
     def start(self) -> Self:
         if self._httpd is not None:
             return self
-        self._httpd = _QuietHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self.base_url = f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+        if self.unix_socket:
+            self._httpd = _QuietUnixHTTPServer(str(self.unix_socket), _handler_for(self))
+            self.base_url = f"unix://{self.unix_socket}"
+        else:
+            self._httpd = _QuietHTTPServer(("127.0.0.1", 0), _handler_for(self))
+            self.base_url = f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
         # A short poll interval: shutdown() waits up to one interval, and every test stops a server.
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02},
                                         name="fake-llm-server", daemon=True)

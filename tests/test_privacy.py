@@ -76,3 +76,29 @@ def test_the_audit_log_appends_one_line_per_request(tmp_path):
     log.record(destination="http://127.0.0.1:1/v1", model="m", pair_id="p2", cached=True)
     lines = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
     assert [(r["pair"], r["cached"]) for r in lines] == [("p1", False), ("p2", True)]
+
+
+def test_a_unix_socket_endpoint_works_under_the_guard(tmp_path):
+    import asyncio
+
+    from fake_llm_server import answer
+
+    from collab.data import Mention, Pair
+    from collab.llm import LLMRequest, OpenAIChatLLM, OpenAISettings
+
+    pair = Pair("p1", "The fire caused smoke.", Mention("fire", 4, 8), Mention("smoke", 16, 21))
+    request = LLMRequest(pair, [{"role": "user", "content": "?"}], ["no_relation"], "no_relation", "t@1")
+    with FakeLLMServer([answer("no_relation")], unix_socket=str(tmp_path / "llm.sock")) as server:
+        check_endpoint(server.base_url, "local")
+        with NetworkGuard() as guard:
+            llm = OpenAIChatLLM(OpenAISettings(server.base_url, server.model, retries=0, trust_env=False))
+
+            async def ask():
+                try:
+                    return await llm.answer(request)
+                finally:
+                    await llm.close()
+
+            reply = asyncio.run(ask())
+    assert reply.relation == "no_relation" and guard.refused == []
+    assert server.requests[0]["messages"] == [{"role": "user", "content": "?"}]

@@ -75,3 +75,25 @@ def test_shipped_encoder_guide_is_calibrated_and_reads_family_ties(name):
     predictions = guide.predict(pairs)
     assert [p.relation for p in predictions] == ["parent_of", "sibling_of", "spouse_of"]
     assert all(0 < p.confidence <= 1 for p in predictions)
+
+
+def test_auto_picks_the_shipped_guide_with_the_best_dev_score(tmp_path, monkeypatch):
+    from collab.schema import load_schema
+    from guides import guide as guide_module
+
+    schema = load_schema("semeval")
+
+    def write(name, file, meta):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / file).write_text(json.dumps(meta))
+
+    write("lm", "guide.json", {"schema": {"name": schema.id}, "base_model": {"name": "smollm2"}, "temperature": 1.0,
+                               "dev": {"micro_f1": 0.70}})
+    write("enc", "encoder.json", {"schema": {"id": schema.id}, "temperature": 1.2, "dev": {"micro_f1": 0.60}})
+    write("uncalibrated", "encoder.json", {"schema": {"id": schema.id}, "temperature": None, "dev": {"micro_f1": 0.99}})
+    monkeypatch.setattr(guide_module, "SHIPPED", tmp_path)
+    assert guide_module.shipped_guide(schema, "smollm2") == tmp_path / "lm"
+    assert guide_module.shipped_guide(schema, "gemma3-270m") == tmp_path / "enc"  # the LM guide is for smollm2
+    (tmp_path / "enc" / "encoder.json").write_text(json.dumps(
+        {"schema": {"id": schema.id}, "temperature": 1.2, "dev": {"micro_f1": 0.80}}))
+    assert guide_module.shipped_guide(schema, "smollm2") == tmp_path / "enc"
