@@ -51,7 +51,6 @@ def _scorer(model: str, prompt: str, schema_id: str, four_bit: bool | None, cach
             guide: str | None):
     # Model loads dominate start-up, so one process keeps the last two scorers it built.
     from guides.models import load_model
-    from guides.scoring import LabelScorer
 
     from .cache import cache_root
 
@@ -59,8 +58,11 @@ def _scorer(model: str, prompt: str, schema_id: str, four_bit: bool | None, cach
         from guides.guide import load_guide
 
         return load_guide(guide, Config(model=model, four_bit=four_bit, cache_dir=cache_dir), expect_schema=schema_id)
+    from guides.guide import make_scorer
+
     llm, tokenizer = load_model(model, cache_root(cache_dir), four_bit=four_bit)
-    return LabelScorer(llm, tokenizer, load_schema(schema_id).label_names, template=prompt)
+    schema = load_schema(schema_id)
+    return make_scorer(llm, tokenizer, schema.label_names, prompt, schema, Config(model=model, cache_dir=cache_dir))
 
 
 def guide_for(config: Config, schema: Schema) -> str | None:

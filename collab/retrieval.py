@@ -426,6 +426,19 @@ class Retriever:
         return Demonstration(self.demo_pairs[ids[best]], float(sims[best]))
 
 
+def demonstration_picker(retriever: Retriever, k: int) -> Callable[[Pair], list[Pair]]:
+    """For a small model's k-shot prompt: the k training pairs shown before a pair, balanced over its
+    retrieved candidate labels as for the LLM's prompt (never the pair itself, never a dev or test pair)."""
+
+    def pick(pair: Pair) -> list[Pair]:
+        vectors = retriever.encode([pair])
+        (candidates,) = retriever.candidates([pair], k=k, vectors=vectors)
+        (demos,) = retriever.demonstrations([pair], [candidates], k=k, vectors=vectors)
+        return [d.pair for d in demos[:k]]
+
+    return pick
+
+
 # ------------------------------------------------------------------------------------------------ evaluation
 def evaluate_retrieval(retriever: Retriever, pairs: Sequence[Pair], *, k: int = 5, demos: int = 5,
                        guides: Guides = None, chunk: int = 256) -> dict:

@@ -16,7 +16,7 @@ import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -26,6 +26,7 @@ from collab.calibration import calibrate_on_dev
 from collab.config import Config, TrainSettings
 from collab.data import Pair
 from collab.files import atomic_write_text
+from collab.prompts import load_template
 from collab.schema import Schema, load_schema
 
 from .models import load_model, resolve_model
@@ -126,8 +127,24 @@ def load_guide(spec: str | Path, config: Config | None = None, *, expect_schema:
     if not four_bit:
         model = model.merge_and_unload()  # plain weights again: scoring runs at the base model's speed
     model.eval()
-    return LabelScorer(model, tokenizer, meta["labels"], template=meta["prompt"], temperature=meta["temperature"],
-                       never_final=LONG_TAIL if meta["mode"] == "head_only" else None)
+    return make_scorer(model, tokenizer, meta["labels"], meta["prompt"], schema, config,
+                       temperature=meta["temperature"], never_final=LONG_TAIL if meta["mode"] == "head_only" else None)
+
+
+def make_scorer(model: Any, tokenizer: Any, labels: Sequence[str], template: str, schema: Schema, config: Config,
+                **kwargs: Any) -> LabelScorer:
+    """A LabelScorer; a template that shows solved examples (`shots`) gets them retrieved per pair from the
+    schema's training data."""
+    shots = load_template(template).extra.get("shots", 0)
+    picker = None
+    if shots:
+        from collab import embed
+        from collab.retrieval import Retriever, demonstration_picker
+
+        embedder = embed.SentenceEmbedder(None, threads=config.threads, cache_dir=config.cache_dir)
+        picker = demonstration_picker(Retriever(schema, embedder, shared=config.shared, cache_dir=config.cache_dir),
+                                      shots)
+    return LabelScorer(model, tokenizer, labels, template=template, demonstrations=picker, **kwargs)
 
 
 def _load_encoder(path: Path, expect_schema: str | None):
@@ -224,7 +241,7 @@ def train_guide(config: Config, train_spec: str, dev_spec: str, out: str | Path,
     def relabel(relation: str) -> str:
         return LONG_TAIL if relation in tail else relation
 
-    scorer = LabelScorer(model, tokenizer, labels, template=config.prompt)
+    scorer = make_scorer(model, tokenizer, labels, config.prompt, schema, config)
     examples, truncated = encode(pairs, scorer, lambda p: relabel(p.relation), settings.max_length)
     data_key = content_key(file_sha256(train_source.path), schema.fingerprint, config.prompt, weights_hash(base))
     run_key = content_key(data_key, json.dumps(asdict(settings), sort_keys=True))
@@ -259,7 +276,7 @@ def train_guide(config: Config, train_spec: str, dev_spec: str, out: str | Path,
         "train": {"data": train_spec, "sha256": file_sha256(train_source.path), "pairs": len(pairs),
                   **{k: v for k, v in stats.items() if k != "run_key"}},
     }
-    scorer = LabelScorer(peft_model, tokenizer, labels, template=config.prompt)
+    scorer = make_scorer(peft_model, tokenizer, labels, config.prompt, schema, config)
     meta.update(calibrate(scorer, dev, out, config.batch_size, relabel))
     meta["dev"]["data"] = dev_spec
     atomic_write_text(out / GUIDE_FILE, json.dumps(meta, indent=1) + "\n")

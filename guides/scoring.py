@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import copy
 import inspect
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
 from typing import Any, Iterator
 
@@ -48,7 +48,8 @@ class LabelScorer:
 
     def __init__(self, model: Any, tokenizer: Any, labels: Sequence[str], *, template: str = "slm/zero_shot.v1",
                  top_k: int = TOP_K, label_batch: int = 64, reuse_prefix: bool = True, tree: bool = True,
-                 temperature: float = 1.0, never_final: str | None = None):
+                 temperature: float = 1.0, never_final: str | None = None,
+                 demonstrations: Callable[[Pair], Sequence[Pair]] | None = None):
         labels = tuple(labels)
         if not labels:
             raise ValueError("LabelScorer needs at least one label")
@@ -64,6 +65,10 @@ class LabelScorer:
         self.model, self.tokenizer, self.labels, self.temperature = model, tokenizer, labels, temperature
         self.never_final = never_final
         self.template = load_template(template)
+        if self.template.extra.get("shots") and demonstrations is None:
+            raise ValueError(f"template {self.template.template} shows solved examples: give the scorer "
+                             "`demonstrations` (collab.retrieval.demonstration_picker)")
+        self.demonstrations = demonstrations
         self.top_k, self.label_batch = top_k, max(1, label_batch)
         self._keeps_logits = "logits_to_keep" in inspect.signature(_base_model(model).forward).parameters
         self.continuations: list[list[int]] = self._label_continuations()
@@ -78,9 +83,13 @@ class LabelScorer:
 
     # ------------------------------------------------------------------------------------------ prompts
     def render(self, pair: Pair) -> RenderedPrompt:
+        """The pair's prompt; with `demonstrations`, its solved examples come first as earlier turns."""
+        shots = [{"text": d.text, "head": d.head.text, "tail": d.tail.text, "head_type": d.head.type,
+                  "tail_type": d.tail.type, "relation": d.relation}
+                 for d in (self.demonstrations(pair) if self.demonstrations else ())]
         return self.template.render(
             text=pair.text, head=pair.head.text, tail=pair.tail.text, head_type=pair.head.type,
-            tail_type=pair.tail.type, labels=list(self.labels))
+            tail_type=pair.tail.type, labels=list(self.labels), demonstrations=shots)
 
     def _chat_text(self, messages: list[dict[str, str]], *, generation_prompt: bool) -> str:
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)

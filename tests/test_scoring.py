@@ -244,3 +244,32 @@ def test_a_prompt_over_the_model_context_is_a_clear_error(smollm2_tokenizer):
 def test_a_never_final_label_must_be_a_label():
     with pytest.raises(ValueError, match="never_final label 'long_tail' is not among the labels"):
         LabelScorer(None, None, ["A", "B"], never_final="long_tail")
+
+
+@pytest.mark.model
+def test_a_k_shot_template_shows_retrieved_training_pairs_before_the_question(smollm2_tokenizer, tmp_path,
+                                                                             write_jsonl):
+    from conftest import pair_record
+    from fakes import FakeEmbedder
+
+    from collab.retrieval import Retriever, demonstration_picker
+    from collab.schema import load_schema
+
+    train = write_jsonl([pair_record("t1", "The fire caused smoke in the hall.", "fire", "smoke", split="train"),
+                         pair_record("t2", "The letter is about the war.", "letter", "war", "Message-Topic(e1,e2)",
+                                     split="train"),
+                         pair_record("t3", "The man walked past the house.", "man", "house", "no_relation",
+                                     split="train")], "train.jsonl")
+    retriever = Retriever(load_schema("semeval"), FakeEmbedder(), train=str(train), cache_dir=tmp_path)
+    model = _tiny_model(smollm2_tokenizer, "sdpa")
+    with pytest.raises(ValueError, match="shows solved examples"):
+        LabelScorer(model, smollm2_tokenizer, SEMEVAL, template="slm/k_shot.v1")
+    scorer = LabelScorer(model, smollm2_tokenizer, SEMEVAL, template="slm/k_shot.v1",
+                         demonstrations=demonstration_picker(retriever, 2))
+    query = _pair("q", "The fire caused smoke in the hall.", "fire", "smoke")  # t1's twin under another id
+    messages = scorer.render(query).messages
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user", "assistant", "user"]
+    shown = [m["content"] for m in messages if m["role"] == "assistant"]
+    assert "no_relation" in shown and "Cause-Effect(e1,e2)" not in shown  # never the query itself
+    prediction = scorer.predict([query])[0]
+    assert prediction.relation in SEMEVAL
