@@ -98,10 +98,10 @@ def main_bench() -> None:
         rows["slm"] = scores(args.data, [{**r, "relation": r["slm"]["relation"]} for r in records], schema.name)
     profile = None
     if args.guide != "none":
-        from collab.predict import _dev_profile
+        from collab.predict import dev_profile
 
         config = Config(schema=schema.name, guide=args.guide)
-        profile = _dev_profile(config, schema, api.scorer_for(config, schema), api.guide_for(config, schema))
+        profile = dev_profile(config, schema, api.scorer_for(config, schema), api.guide_for(config, schema))
     for mode in MERGE_MODES:
         variants = [int(k) for k in args.weak_k.split(",")] if mode == "weak_list" else [None]
         for k in variants:

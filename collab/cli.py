@@ -95,12 +95,12 @@ def cmd_merge(args: argparse.Namespace, config: Config) -> None:
     weak: frozenset[str] = frozenset()
     predicted: frozenset[str] = frozenset()
     if config.merge in ("weak_list", "slm_types"):
-        from .predict import _dev_profile
+        from .predict import dev_profile
 
         guide = api.guide_for(config, schema)
         if guide is None:
             raise ValueError(f"merge {config.merge} needs the guide's dev profile: give --guide")
-        profile = _dev_profile(config, schema, api.scorer_for(config, schema), guide)
+        profile = dev_profile(config, schema, api.scorer_for(config, schema), guide)
         weak = frozenset(weak_labels(profile.per_label_f1, config.weak_k, schema.negative))
         predicted = frozenset(profile.predicted)
     settings = MergeSettings(config.merge, h=config.merge_h, weak=weak, slm_types=predicted)
@@ -270,6 +270,13 @@ def _book_files(specs: list[str]) -> list[Path]:
 
 
 def cmd_books(args: argparse.Namespace, config: Config) -> None:
+    from .predict import privacy_context
+
+    with privacy_context(config, Path(args.out) / "summary.json"):
+        _run_books(args, config)
+
+
+def _run_books(args: argparse.Namespace, config: Config) -> None:
     from tqdm import tqdm
 
     from .book.stages import BUNDLED_BOOK, STAGES, BookRun, book_slug, run_book
@@ -438,7 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command("books", cmd_books, "books to character relation graphs (with no PATH: the bundled novel)",
                   ["shared", "cache_dir", "schema", "guide", "model", "prompt", "four_bit", "batch_size", "threads",
                    "min_mentions", "aliases", "window", "max_pair_mentions", "edge_threshold", "edge_triggers",
-                   "exports"], defaults={"schema": "characters"})
+                   "exports", "privacy"], defaults={"schema": "characters"})
     sub.add_argument("paths", nargs="*", metavar="PATH", help="plain-text books: files, folders or globs")
     sub.add_argument("--out", default="out/books", help="output folder, one subfolder per book [default: out/books]")
     sub.add_argument("--rerun-from", metavar="STAGE", help="recompute this stage and the ones after it "

@@ -58,7 +58,8 @@ def llm_endpoint(config: Config) -> Iterator[Config]:
         yield config.replace(llm_base_url=server.base_url, llm_model=server.model)
 
 
-def _dev_profile(config: Config, schema, scorer, guide: str):
+def dev_profile(config: Config, schema, scorer, guide: str):
+    """The guide's dev profile (collab.escalation.DevProfile), measured once and saved beside the guide."""
     from guides.guide import guide_identity
 
     from .escalation import build_profile, load_or_build_profile, profile_path
@@ -79,7 +80,7 @@ def routing_for(config: Config, schema, scorer, guide: str | None) -> tuple[Rout
     if config.escalate == "always" or scorer is None:
         return Routing(always=True), MergeSettings(config.merge, h=config.merge_h), {"threshold": None}
     needs_profile = config.escalate_threshold is None or config.merge in ("weak_list", "slm_types")
-    profile = _dev_profile(config, schema, scorer, guide) if guide and needs_profile else None
+    profile = dev_profile(config, schema, scorer, guide) if guide and needs_profile else None
     tail: frozenset[str] = frozenset()
     if schema.train_data:
         tail = frozenset(datasets.head_tail(schema, coverage=config.tail_coverage, shared=config.shared,
@@ -127,8 +128,6 @@ def _read_pairs(config: Config, spec: str, schema):
 
 def run_predict(config: Config, data: str, out: str | Path, *, dry_run: bool = False) -> dict:
     """Predict every pair of `data` into `out` (JSONL); returns the run summary (also `<out>.summary.json`)."""
-    from tqdm import tqdm
-
     from .data import DataError
     from .schema import load_schema
 
@@ -146,8 +145,8 @@ def run_predict(config: Config, data: str, out: str | Path, *, dry_run: bool = F
         scorer = api.scorer_for(config, schema) if config.guide != "none" else None
         routing, merge, tuned = routing_for(config, schema, scorer, guide)
         with llm_endpoint(config) as config:
-            return _run_escalated(config, schema, source, pairs, out, scorer, guide, routing, merge, tuned,
-                                  audit_path, dry_run, tqdm)
+            return _run_escalated(config, schema, source, pairs, out, scorer, routing, merge, tuned, audit_path,
+                                  dry_run)
 
 
 def _run_guide_only(config: Config, schema, source, pairs: list[Pair], out: Path, scorer) -> dict:
@@ -171,8 +170,10 @@ def _say_resume(total: int, todo: int) -> None:
         print(f"resuming: {total - todo} of {total} pairs already predicted", file=sys.stderr)
 
 
-def _run_escalated(config: Config, schema, source, pairs: list[Pair], out: Path, scorer, guide, routing, merge,
-                   tuned: dict, audit_path: Path | None, dry_run: bool, tqdm) -> dict:
+def _run_escalated(config: Config, schema, source, pairs: list[Pair], out: Path, scorer, routing, merge,
+                   tuned: dict, audit_path: Path | None, dry_run: bool) -> dict:
+    from tqdm import tqdm
+
     from . import embed
     from .escalation import Budget, Escalator, escalation_key, load_prices
     from .llm import Price

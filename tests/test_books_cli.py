@@ -132,3 +132,17 @@ def test_folders_and_globs_expand_and_a_book_named_twice_runs_once(book, tmp_pat
                       "--exports", "json"], FakeScorer(), monkeypatch) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert [b["book"] for b in summary["books"]] == [str(book)]
+
+
+def test_books_in_privacy_mode_run_under_the_network_guard(book, tmp_path, monkeypatch):
+    import socket
+
+    class GuardedScorer(FakeScorer):
+        def iter_predict(self, pairs, batch_size=8):
+            assert socket.getaddrinfo.__name__ == "guarded_getaddrinfo", "scoring ran without the guard"
+            yield from super().iter_predict(pairs, batch_size)
+
+    scorer = GuardedScorer()
+    assert run_books([str(book), "--out", str(tmp_path / "out"), "--min-mentions", "2", "--exports", "json",
+                      "--privacy", "local"], scorer, monkeypatch) == 0
+    assert scorer.seen and socket.getaddrinfo.__name__ == "getaddrinfo"
