@@ -277,9 +277,8 @@ def cmd_books(args: argparse.Namespace, config: Config) -> None:
 
 
 def _run_books(args: argparse.Namespace, config: Config) -> None:
-    from tqdm import tqdm
-
-    from .book.stages import BUNDLED_BOOK, STAGES, BookRun, book_slug, run_book
+    from .book.batch import plan_jobs, run_books
+    from .book.stages import BUNDLED_BOOK, STAGES
 
     if args.rerun_from and args.rerun_from not in STAGES:
         raise ValueError(f"--rerun-from {args.rerun_from}: no such stage; stages: {', '.join(STAGES)}")
@@ -290,23 +289,13 @@ def _run_books(args: argparse.Namespace, config: Config) -> None:
     if config.aliases:
         from .book.characters import load_aliases
         aliases = load_aliases(config.aliases)
-    scorer_id = api.scorer_identity(config, schema)
-    print(f"collab books: {len(books)} book(s) -> {out}; schema {schema.id}, {_describe(config, schema)}",
-          file=sys.stderr)
-    summaries, failed = [], []
-    slugs: dict[str, int] = {}
-    for path in tqdm(books, unit="book", disable=len(books) < 2, dynamic_ncols=True):
-        slug = book_slug(path)
-        slugs[slug] = slugs.get(slug, 0) + 1
-        if slugs[slug] > 1:
-            slug = f"{slug}_{slugs[slug]}"
-        run = BookRun(path, config, schema, scorer_id, lambda: api.scorer_for(config, schema), out / slug,
-                      aliases=aliases)
-        try:
-            summaries.append(run_book(run, rerun_from=args.rerun_from))
-        except (BookError, DataError) as e:
-            failed.append({"book": str(path), "error": str(e)})
-            print(f"skipped: {e}", file=sys.stderr)
+    print(f"collab books: {len(books)} book(s) -> {out}; schema {schema.id}, {_describe(config, schema)}"
+          f"{', backend ray' if config.backend == 'ray' else ''}", file=sys.stderr)
+    results = run_books(plan_jobs(books, out), config, aliases, args.rerun_from)
+    summaries = [r["summary"] for r in results if "summary" in r]
+    failed = [r["failed"] for r in results if "failed" in r]
+    for failure in failed:
+        print(f"skipped: {failure['error']}", file=sys.stderr)
     from .files import atomic_write_text
     atomic_write_text(out / "summary.json", json.dumps({"books": summaries, "failed": failed}, indent=1,
                                                        ensure_ascii=False) + "\n")
@@ -445,7 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command("books", cmd_books, "books to character relation graphs (with no PATH: the bundled novel)",
                   ["shared", "cache_dir", "schema", "guide", "model", "prompt", "four_bit", "batch_size", "threads",
                    "min_mentions", "aliases", "window", "max_pair_mentions", "edge_threshold", "edge_triggers",
-                   "exports", "privacy"], defaults={"schema": "characters"})
+                   "exports", "privacy", "backend", "ray_address"], defaults={"schema": "characters"})
     sub.add_argument("paths", nargs="*", metavar="PATH", help="plain-text books: files, folders or globs")
     sub.add_argument("--out", default="out/books", help="output folder, one subfolder per book [default: out/books]")
     sub.add_argument("--rerun-from", metavar="STAGE", help="recompute this stage and the ones after it "

@@ -51,6 +51,8 @@ class Config:
     edge_triggers: bool = _opt(True, "books: a sentence supports a relation only when it holds one of the "
                                       "label's trigger words (schema file)")
     exports: str = _opt("json,graphml,gexf,csv,html,png", "books: comma-separated export formats")
+    backend: Literal["local", "ray"] = _opt("local", "books: run in this process, or one Ray task per book")
+    ray_address: str | None = _opt(None, "books with --backend ray: a cluster's address (default: a local instance)")
     # escalation to a large model
     escalate: Literal["never", "auto", "always"] = _opt("never", "ask the LLM: never, auto (pairs the guide is "
                                                                  "unsure of, and long-tail answers) or always")

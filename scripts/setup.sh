@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="${COLLAB_VENV:-.venv}"
-extras="${COLLAB_EXTRAS:-dev,server}"
+extras="${COLLAB_EXTRAS:-dev,server,ray}"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 py="$venv/bin/python"
 stamp="$venv/.collab-installed"

@@ -1,0 +1,104 @@
+"""Many books: one job per book, run in this process (`local`) or spread over a Ray cluster (`ray`).
+
+A job is the whole pipeline for one book, writing into its own output folder; every stage is cached there
+(collab.pipeline), so a job that is retried, here or on another worker, resumes where the last attempt
+stopped and the outputs are the same as a single-process run's. Ray retries a job whose worker died
+(`RETRIES` times); a book that fails on its own merits (BookError, DataError) is reported, not retried.
+
+Ray: `ray_address` None starts a local instance on this machine's cores; an address joins a cluster, whose
+workers need collab installed and the output folder on a filesystem they share with the driver. Usage
+statistics are off. Each task runs the scorer on one thread, so a worker per core does not oversubscribe.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from ..config import Config
+from ..data import DataError
+from .records import BookError
+from .stages import book_slug
+
+BACKENDS = ("local", "ray")
+RETRIES = 3
+
+
+@dataclass(frozen=True)
+class BookJob:
+    path: Path
+    out: Path
+
+
+def plan_jobs(paths: Iterable[Path], out: Path) -> list[BookJob]:
+    """One job per book, each with its own folder; books with the same name get _2, _3, ..."""
+    jobs, seen = [], {}
+    for path in paths:
+        slug = book_slug(path)
+        seen[slug] = seen.get(slug, 0) + 1
+        jobs.append(BookJob(path, out / (slug if seen[slug] == 1 else f"{slug}_{seen[slug]}")))
+    return jobs
+
+
+def run_job(job: BookJob, config: Config, aliases: dict | None, rerun_from: str | None,
+            progress: bool = True) -> dict[str, Any]:
+    """{"summary": ...} for a finished book, {"failed": {book, error}} for a bad one."""
+    from .. import api
+    from ..schema import load_schema
+    from .stages import BookRun, run_book
+
+    schema = load_schema(config.schema)
+    run = BookRun(job.path, config, schema, api.scorer_identity(config, schema),
+                  lambda: api.scorer_for(config, schema), job.out, progress=progress, aliases=aliases)
+    try:
+        return {"summary": run_book(run, rerun_from=rerun_from)}
+    except (BookError, DataError) as e:
+        return {"failed": {"book": str(job.path), "error": str(e)}}
+
+
+def run_local(jobs: list[BookJob], config: Config, aliases: dict | None, rerun_from: str | None) -> list[dict]:
+    from tqdm import tqdm
+
+    return [run_job(job, config, aliases, rerun_from)
+            for job in tqdm(jobs, unit="book", disable=len(jobs) < 2, dynamic_ncols=True)]
+
+
+def run_ray(jobs: list[BookJob], config: Config, aliases: dict | None, rerun_from: str | None,
+            address: str | None) -> list[dict]:
+    """The jobs as Ray tasks; results come back in the jobs' order."""
+    try:
+        import ray
+    except ImportError:
+        raise ValueError("--backend ray needs Ray: pip install 'collab[ray]'") from None
+    from tqdm import tqdm
+
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    started_here = not ray.is_initialized()
+    if started_here:
+        # a local instance listens on loopback only: nothing outside the machine can join it or see it
+        local = {"_node_ip_address": "127.0.0.1"} if address is None else {}
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False, **local)
+    try:
+        task = ray.remote(num_cpus=1, max_retries=RETRIES)(run_job)
+        one_thread = config.replace(threads=1)
+        refs = [task.remote(job, one_thread, aliases, rerun_from, False) for job in jobs]
+        pending, done = list(refs), {}
+        with tqdm(total=len(refs), unit="book", disable=len(refs) < 2, dynamic_ncols=True) as bar:
+            while pending:
+                finished, pending = ray.wait(pending, num_returns=1)
+                done[finished[0]] = ray.get(finished[0])
+                bar.update(1)
+        return [done[ref] for ref in refs]
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def run_books(jobs: list[BookJob], config: Config, aliases: dict | None, rerun_from: str | None) -> list[dict]:
+    if config.backend == "ray":
+        from ..privacy import check_ray_address
+
+        check_ray_address(config.ray_address, config.privacy)
+        return run_ray(jobs, config, aliases, rerun_from, config.ray_address)
+    return run_local(jobs, config, aliases, rerun_from)
