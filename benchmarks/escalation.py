@@ -70,32 +70,48 @@ def main_bench() -> None:
     parser.add_argument("--schema", help="schema (default: the data's)")
     parser.add_argument("--local-llm", default="smollm2", help="GGUF served by llama.cpp [default: smollm2]")
     parser.add_argument("--rate", type=float, default=0.2, help="escalation rate tuned on dev [default: 0.2]")
+    parser.add_argument("--sample", type=int, help="score a seeded random sample of this many pairs (the LLM "
+                        "costs seconds a call on a CPU) [default: all]")
     parser.add_argument("--demos", type=int, default=4, help="demonstrations per LLM prompt [default: 4]")
     parser.add_argument("--weak-k", default="1,3,5", help="weak-list sizes to score [default: 1,3,5]")
     parser.add_argument("--simulate", default="0.3,0.5,0.7,0.9", help="simulated LLM accuracies")
-    parser.add_argument("--sim-mode", default="llm", choices=MERGE_MODES, help="merge mode for simulated rows")
+    parser.add_argument("--sim-mode", default="llm", choices=[*MERGE_MODES, "all"],
+                        help="merge mode for simulated rows, or all of them [default: llm]")
+    parser.add_argument("--sim-weak-k", type=int, default=1, help="weak_list K for simulated rows [default: 1]")
     parser.add_argument("--out", default="out/bench/escalation", help="folder for predictions and the summary")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
 
     source = datasets.resolve(args.data)
     schema = load_schema(args.schema or source.schema)
-    out = Path(args.out) / args.data.replace(":", "_").replace("/", "_")
+    out = Path(args.out) / (args.data.replace(":", "_").replace("/", "_") + (f"_sample{args.sample}" if args.sample
+                                                                              else ""))
+    data = args.data
+    if args.sample:
+        import random
+
+        # the pairs as read into the schema (dataset labels mapped), so the sample file needs no mapping
+        pairs = list(source.read(schema=schema, require_label=True))
+        chosen = random.Random(13).sample(pairs, min(args.sample, len(pairs)))
+        data = str(out / "sample.jsonl")
+        atomic_write_text(data, "".join(json.dumps(p.to_json(), ensure_ascii=False) + "\n" for p in chosen))
     pred = out / "escalated.jsonl"
     escalate = ["--escalate", "always"] if args.guide == "none" else ["--escalate", "auto", "--escalate-rate",
                                                                        str(args.rate)]
-    code = main(["predict", "--data", args.data, "--out", str(pred), "--schema", schema.name, "--guide", args.guide,
+    # a finished run is reused (delete its folder to run again): the rows below are all offline re-merges
+    done = pred.is_file() and pred.with_name(pred.name + ".summary.json").is_file()
+    code = 0 if done else main(["predict", "--data", data, "--out", str(pred), "--schema", schema.name, "--guide", args.guide,
                  "--local-llm", args.local_llm, "--merge", "llm", "--threads", str(args.threads), "--llm-demos",
                  str(args.demos), *escalate])
     if code:
         raise SystemExit(code)
     run = json.loads(pred.with_name(pred.name + ".summary.json").read_text())
     records = list(read_predictions(pred))
-    pairs = {p.id: p for p in source.read(schema=schema, require_label=True)}
+    pairs = {p.id: p for p in datasets.resolve(data).read(schema=schema, require_label=True)}
     negative = schema.negative
     rows = {}
     if args.guide != "none":
-        rows["slm"] = scores(args.data, [{**r, "relation": r["slm"]["relation"]} for r in records], schema.name)
+        rows["slm"] = scores(data, [{**r, "relation": r["slm"]["relation"]} for r in records], schema.name)
     profile = None
     if args.guide != "none":
         from collab.predict import dev_profile
@@ -111,16 +127,21 @@ def main_bench() -> None:
                                      if k else frozenset(), slm_types=frozenset(profile.predicted) if profile else
                                      frozenset())
             name = f"{mode} K={k}" if k else mode
-            rows[name] = scores(args.data, list(remerge(records, settings, negative)), schema.name)
+            rows[name] = scores(data, list(remerge(records, settings, negative)), schema.name)
     llm_mode = MergeSettings("llm")
-    rows["oracle"] = scores(args.data, list(remerge(oracle(records, pairs), llm_mode, negative)), schema.name)
+    rows["oracle"] = scores(data, list(remerge(oracle(records, pairs), llm_mode, negative)), schema.name)
+    weak = frozenset(weak_labels(profile.per_label_f1, args.sim_weak_k, negative)) if profile else frozenset()
+    predicted = frozenset(profile.predicted) if profile else frozenset()
     for p in (float(x) for x in args.simulate.split(",") if x):
-        sim_settings = MergeSettings(args.sim_mode, weak=frozenset(weak_labels(profile.per_label_f1, 3, negative))
-                                     if profile else frozenset())
-        rows[f"simulated p={p:g} ({args.sim_mode})"] = scores(
-            args.data, list(remerge(simulated(records, pairs, p, negative), sim_settings, negative)), schema.name)
+        answered = simulated(records, pairs, p, negative)
+        for mode in (MERGE_MODES if args.sim_mode == "all" else [args.sim_mode]):
+            if mode in ("weak_list", "slm_types") and profile is None:
+                continue
+            settings = MergeSettings(mode, weak=weak, slm_types=predicted)
+            rows[f"simulated p={p:g} ({mode})"] = scores(data, list(remerge(answered, settings, negative)),
+                                                         schema.name)
     e = run["escalation"]
-    summary = {"data": args.data, "guide": args.guide, "llm": args.local_llm, "demos": args.demos, "pairs": e["pairs"],
+    summary = {"data": args.data, "sample": args.sample, "guide": args.guide, "llm": args.local_llm, "demos": args.demos, "pairs": e["pairs"],
                "escalated": e["escalated"], "escalation_rate": round(e["escalated"] / max(e["pairs"], 1), 4),
                "threshold": run["settings"].get("threshold"), "llm_valid": e["llm_valid"],
                "llm_invalid": e["llm_invalid"], "llm_calls": e["calls"], "prompt_tokens": e["prompt_tokens"],

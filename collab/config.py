@@ -61,10 +61,10 @@ class Config:
                                                   "dev precision falls under this")
     escalate_threshold: float | None = _opt(None, "auto: escalate below this guide confidence (overrides the two above)")
     escalate_margin: float = _opt(0.0, "auto: also escalate when the guide's lead over its runner-up is below this")
-    merge: str = _opt("weak_list", "how answers merge: union, confident_slm, weak_list, slm_types, weighted or llm "
-                                   "(collab/merge.py)")
+    merge: str = _opt("confident_slm", "how answers merge: union, confident_slm, weak_list, slm_types, weighted or "
+                                       "llm (collab/merge.py; the default was chosen on SemEval dev, BENCHMARKS.md)")
     merge_h: float = _opt(0.75, "merge confident_slm: the guide's positive answers at least this confident stand")
-    weak_k: int = _opt(3, "merge weak_list: the guide's K lowest dev-F1 labels are the LLM's to decide")
+    weak_k: int = _opt(1, "merge weak_list: the guide's K lowest dev-F1 labels are the LLM's to decide")
     llm_base_url: str = _opt("http://127.0.0.1:8080/v1", "OpenAI-compatible endpoint (OpenAI, vLLM, llama.cpp, Ollama)")
     llm_model: str = _opt("local", "model id at the endpoint")
     llm_api_key_env: str = _opt("OPENAI_API_KEY", "environment variable holding the API key (unset: no key)")

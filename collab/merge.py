@@ -57,7 +57,7 @@ class Routing:
 
 @dataclass(frozen=True)
 class MergeSettings:
-    mode: str = "weak_list"
+    mode: str = "confident_slm"
     h: float = 0.75
     weak: frozenset[str] = frozenset()
     slm_types: frozenset[str] = frozenset()

@@ -202,7 +202,7 @@ def _run_escalated(config: Config, schema, source, pairs: list[Pair], out: Path,
     try:
         escalator.check()
         if dry_run:
-            return _dry_run(config, pairs, scorer, escalator, budget, price)
+            return _dry_run(config, pairs, scorer, escalator, price)
         key = content_key(file_sha256(source.path), scorer_id, escalation_key(decided))
         partial = PartialJsonl(out, key)
         todo = [p for p in pairs if p.id not in partial.done or
@@ -232,7 +232,7 @@ def _run_escalated(config: Config, schema, source, pairs: list[Pair], out: Path,
     return summary
 
 
-def _dry_run(config: Config, pairs: list[Pair], scorer, escalator, budget, price) -> dict:
+def _dry_run(config: Config, pairs: list[Pair], scorer, escalator, price) -> dict:
     """Route and build every prompt, send nothing: how many pairs, tokens and dollars escalation would take."""
     from tqdm import tqdm
 
