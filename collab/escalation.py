@@ -220,7 +220,7 @@ class Escalator:
 
     def requests(self, pairs: Sequence[Pair], slm: Sequence[Prediction | None]) -> list[tuple[LLMRequest, Any]]:
         """The large-model request for each pair, with its built prompt (for counting and auditing)."""
-        guides = [p.distribution or {p.relation: p.confidence} if p else None for p in slm]
+        guides = [(p.distribution or {p.relation: p.confidence}) if p else None for p in slm]
         vectors = self.retriever.encode(pairs)
         candidates = self.retriever.candidates(pairs, k=self.k, guides=guides, vectors=vectors)
         demos = self.retriever.demonstrations(pairs, candidates, k=self.demos, vectors=vectors)

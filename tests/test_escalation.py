@@ -159,3 +159,17 @@ def test_offline_merge_reproduces_an_online_run(setup, tmp_path):
     assert {k: r["relation"] for k, r in got.items()} == {k: r["relation"] for k, r in want.items()}
     # weighted: 0.35 on cause beats the guide's no_relation (0.5) where the guide gave cause 0.3, not its 0.9 head
     assert got["p1"]["relation"] == CAUSE and got["p0"]["relation"] == HEAD
+
+
+def test_without_a_guide_the_llm_answers_alone(setup, monkeypatch):
+    def no_scorer(config, schema):
+        raise AssertionError("no guide should be loaded with --guide none")
+
+    monkeypatch.setattr(api, "scorer_for", no_scorer)
+    with FakeLLMServer() as server:
+        server.default = lambda request: answer(CAUSE, 0.6)
+        assert run(setup, server, "--guide", "none", "--escalate", "always") == 0
+    out = records(setup["out"])
+    assert len(server.requests) == 6
+    assert all(r["relation"] == CAUSE and r["route"] == "llm" and r["slm"] is None for r in out.values())
+    assert "Small model's answer: not available" in server.requests[0]["messages"][-1]["content"]
