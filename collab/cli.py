@@ -79,7 +79,8 @@ def cmd_predict(args: argparse.Namespace, config: Config) -> None:
     if "escalation" in summary:
         e, cache = summary["escalation"], summary["cache"]
         print(f"escalated {e['escalated']} of {e['pairs']} predicted pairs to {config.llm_model}: {e['llm_valid']} valid "
-              f"answers, {e['llm_invalid']} invalid (guide's answer kept), {e['budget_skipped']} over budget; "
+              f"answers, {e['llm_invalid']} invalid and {e['llm_failed']} failed requests (guide's answer kept), "
+              f"{e['budget_skipped']} over budget; "
               f"{e['calls']} LLM calls, {e['prompt_tokens']}+{e['completion_tokens']} tokens, ${e['cost']:.4f}; "
               f"cache {cache['hits']} hits, {cache['misses']} misses; routes {e['routes']}; summary: "
               f"{args.out}.summary.json")

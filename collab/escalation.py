@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 from .cache import cache_subdir, content_key
 from .data import Pair, Prediction
 from .files import atomic_write_text
-from .llm import LLM, LLMReply, LLMRequest, Price
+from .llm import LLM, REQUEST_FAILED, LLMReply, LLMRequest, Price
 from .merge import MergeSettings, Routing, merge_pair, threshold_for_precision, threshold_for_rate
 from .metrics import score
 from .prompt_builder import Shot, TokenCounter, build_prompt, estimate_tokens
@@ -146,6 +146,7 @@ class EscalationStats:
     escalated: int = 0
     llm_valid: int = 0
     llm_invalid: int = 0
+    llm_failed: int = 0
     budget_skipped: int = 0
     requests: int = 0
     calls: int = 0
@@ -160,17 +161,28 @@ class EscalationStats:
         self.routes[prediction.route] = self.routes.get(prediction.route, 0) + 1
         if reply is None:
             return
-        if reply.error == "budget":
+        flag = None if reply.valid else reply_flag(reply)
+        if flag == "llm_budget":
             self.budget_skipped += 1
-        elif reply.valid:
-            self.llm_valid += 1
-        else:
+        elif flag == "llm_error":
+            self.llm_failed += 1
+        elif flag == "llm_invalid":
             self.llm_invalid += 1
+        else:
+            self.llm_valid += 1
         self.requests += reply.requests
         self.calls += reply.calls
         self.prompt_tokens += reply.prompt_tokens
         self.completion_tokens += reply.completion_tokens
         self.cost += reply.cost
+
+
+def reply_flag(reply: LLMReply) -> str:
+    """Why an escalated pair kept the guide's answer: over budget, the request failed (timeout, server
+    error: worth asking again), or the replies stayed invalid."""
+    if reply.error == "budget":
+        return "llm_budget"
+    return "llm_error" if (reply.error or "").startswith(REQUEST_FAILED) else "llm_invalid"
 
 
 def _slm_record(pred: Prediction | None) -> dict[str, Any] | None:
@@ -270,7 +282,7 @@ class Escalator:
             merged = merge_pair(slm_record, llm_record, self.merge, self.schema.negative)
             flags = list(dict.fromkeys([*(pred.flags if pred else []), *reasons[i]]))
             if reply is not None and not reply.valid:
-                flags.append("llm_budget" if reply.error == "budget" else "llm_invalid")
+                flags.append(reply_flag(reply))
             if merged.get("also"):
                 flags.append(f"also:{merged['also']}")
             prediction = Prediction(

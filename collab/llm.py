@@ -28,6 +28,7 @@ from .metrics import normalise_label
 
 Messages = list[dict[str, str]]
 JSON_MODES = ("auto", "schema", "object", "none")
+REQUEST_FAILED = "request failed"  # the start of LLMReply.error when no reply came (timeout, server error)
 _THINK = re.compile(r"<(think|thinking|reasoning)>.*?(</\1>|$)", re.S | re.I)
 _FENCE = re.compile(r"^```[a-zA-Z]*\s*|\s*```$")
 
@@ -324,7 +325,7 @@ class OpenAIChatLLM:
                 reply.error = "budget"
                 return reply
             except (openai.APITimeoutError, openai.APIStatusError) as e:
-                reply.error = f"request failed: {_message(e)}"
+                reply.error = f"{REQUEST_FAILED}: {_message(e)}"
                 return reply
             reply.raw = content
             try:

@@ -21,7 +21,8 @@ from .files import PartialJsonl, atomic_write_text
 from .merge import MergeSettings, Routing
 
 CHUNK = 64  # pairs per escalation round: enough to keep the LLM's concurrency busy, small enough to save often
-REDO_FLAGS = ("llm_budget",)  # finished pairs a rerun asks again (a larger budget may now allow them)
+# finished pairs a rerun asks again: a larger budget may now allow them, a failed request may now succeed
+REDO_FLAGS = ("llm_budget", "llm_error")
 
 
 @contextlib.contextmanager
@@ -55,7 +56,9 @@ def llm_endpoint(config: Config) -> Iterator[Config]:
     with LocalLLMServer(resolve_gguf(config.local_llm), threads=config.threads or os.cpu_count(),
                         n_ctx=n_ctx) as server:
         print(f"serving {config.local_llm} at {server.base_url}", file=sys.stderr)
-        yield config.replace(llm_base_url=server.base_url, llm_model=server.model)
+        # llama.cpp's server answers one request at a time: more in flight only wait in its queue, where
+        # their timeout runs out
+        yield config.replace(llm_base_url=server.base_url, llm_model=server.model, llm_concurrency=1)
 
 
 def dev_profile(config: Config, schema, scorer, guide: str):

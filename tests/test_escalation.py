@@ -173,3 +173,18 @@ def test_without_a_guide_the_llm_answers_alone(setup, monkeypatch):
     assert len(server.requests) == 6
     assert all(r["relation"] == CAUSE and r["route"] == "llm" and r["slm"] is None for r in out.values())
     assert "Small model's answer: not available" in server.requests[0]["messages"][-1]["content"]
+
+
+def test_a_failed_request_keeps_the_guides_answer_and_a_rerun_asks_again(setup):
+    from fake_llm_server import status
+
+    with FakeLLMServer([status(500)]) as server:
+        flags = ["--escalate", "always", "--llm-retries", "0", "--llm-concurrency", "1"]
+        assert run(setup, server, *flags) == 0
+        first = records(setup["out"])
+        assert "llm_error" in first["p0"]["flags"] and first["p0"]["route"] == "slm"
+        assert sum("llm_error" in r["flags"] for r in first.values()) == 1
+        assert run(setup, server, *flags) == 0
+        assert len(server.requests) == 6 + 1  # the rerun asks p0 again; the five others come from the cache
+    again = records(setup["out"])
+    assert not any("llm_error" in r["flags"] for r in again.values())

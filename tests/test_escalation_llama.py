@@ -51,9 +51,13 @@ def test_a_real_local_llm_answers_within_the_candidates_and_the_cache_makes_a_re
         assert record["llm"]["relation"] in record["llm"]["candidates"] or "llm_invalid" in record["flags"]
     assert main(setup["args"]) == 0
     second = summary(setup["out"])
-    # the two answered pairs come from the cache; only the two budget-skipped ones are paid for
-    assert second["escalation"]["budget_skipped"] == 0 and second["escalation"]["llm_valid"] == 4
-    assert second["escalation"]["calls"] == 2 and second["cache"]["hits"] >= 2
+    # the two answered pairs come from the cache; only the two budget-skipped ones are paid for (a reply the
+    # small model gets wrong twice adds repair calls, so validity is not asserted)
+    e = second["escalation"]
+    assert e["budget_skipped"] == 0 and e["llm_valid"] + e["llm_invalid"] == 4
+    assert second["cache"]["hits"] >= 2 and e["calls"] >= 2
+    paid_first = first["escalation"]["calls"]
+    assert second["cache"]["hits"] >= paid_first  # every request paid for in the first run was free here
     audit = [json.loads(line) for line in setup["out"].with_name("pred.jsonl.audit.jsonl").read_text().splitlines()]
     assert all(a["destination"].startswith("http://127.0.0.1:") for a in audit)
 
