@@ -25,7 +25,7 @@ from .files import atomic_write_text
 from .llm import LLM, REQUEST_FAILED, LLMReply, LLMRequest, Price
 from .merge import MergeSettings, Routing, merge_pair, threshold_for_precision, threshold_for_rate
 from .metrics import score
-from .prompt_builder import Shot, TokenCounter, build_prompt, estimate_tokens
+from .prompt_builder import BudgetError, Shot, TokenCounter, build_prompt, estimate_tokens
 from .prompts import load_template
 from .schema import Schema
 
@@ -230,8 +230,9 @@ class Escalator:
                 self._demo_cache[pair.id] = pred.distribution or {pred.relation: pred.confidence}
         return [Shot(d.pair, self._demo_cache.get(d.pair.id)) for d in demos]
 
-    def requests(self, pairs: Sequence[Pair], slm: Sequence[Prediction | None]) -> list[tuple[LLMRequest, Any]]:
-        """The large-model request for each pair, with its built prompt (for counting and auditing)."""
+    def requests(self, pairs: Sequence[Pair], slm: Sequence[Prediction | None]) -> list[tuple[LLMRequest | None, Any]]:
+        """The large-model request for each pair, with its built prompt (for counting and auditing); (None,
+        None) for a pair whose prompt cannot fit the token budget."""
         guides = [(p.distribution or {p.relation: p.confidence}) if p else None for p in slm]
         vectors = self.retriever.encode(pairs)
         candidates = self.retriever.candidates(pairs, k=self.k, guides=guides, vectors=vectors)
@@ -240,9 +241,13 @@ class Escalator:
         by_id = {s.pair.id: s for s in shots}
         built = []
         for pair, guide, cands, row in zip(pairs, guides, candidates, demos):
-            prompt = build_prompt(pair, template=self.template, schema=self.schema, candidates=cands,
-                                  demonstrations=[by_id[d.pair.id] for d in row[:self.demos]], slm=guide,
-                                  budget=self.budget_tokens, count_tokens=self.count_tokens)
+            try:
+                prompt = build_prompt(pair, template=self.template, schema=self.schema, candidates=cands,
+                                      demonstrations=[by_id[d.pair.id] for d in row[:self.demos]], slm=guide,
+                                      budget=self.budget_tokens, count_tokens=self.count_tokens)
+            except BudgetError:
+                built.append((None, None))  # too long for the budget even bare: the guide's answer stands
+                continue
             request = LLMRequest(pair, prompt.prompt.messages, prompt.kept["labels"], self.schema.negative,
                                  self.template_id)
             built.append((request, prompt))
@@ -264,14 +269,18 @@ class Escalator:
         up = [i for i, r in enumerate(reasons) if r]
         replies: dict[int, LLMReply] = {}
         prompts: dict[int, Any] = {}
+        too_long: set[int] = set()
         if up:
-            built = self.requests([pairs[i] for i in up], [slm[i] for i in up])
-            for i, (_, prompt) in zip(up, built):
+            built = [(i, request, prompt) for i, (request, prompt) in
+                     zip(up, self.requests([pairs[i] for i in up], [slm[i] for i in up]))]
+            too_long = {i for i, request, _ in built if request is None}
+            built = [row for row in built if row[1] is not None]
+            for i, _, prompt in built:
                 prompts[i] = prompt
                 self.prompt_tokens_built += prompt.tokens
-            if self.llm is not None:
-                answers = self._loop.run_until_complete(self._ask([request for request, _ in built]))
-                replies = dict(zip(up, answers))
+            if self.llm is not None and built:
+                answers = self._loop.run_until_complete(self._ask([request for _, request, _ in built]))
+                replies = dict(zip((i for i, _, _ in built), answers))
         out = []
         for i, (pair, pred) in enumerate(zip(pairs, slm)):
             reply = replies.get(i)
@@ -283,6 +292,8 @@ class Escalator:
             flags = list(dict.fromkeys([*(pred.flags if pred else []), *reasons[i]]))
             if reply is not None and not reply.valid:
                 flags.append(reply_flag(reply))
+            if i in too_long:
+                flags.append("llm_prompt_too_long")
             if merged.get("also"):
                 flags.append(f"also:{merged['also']}")
             prediction = Prediction(

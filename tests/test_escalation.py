@@ -188,3 +188,11 @@ def test_a_failed_request_keeps_the_guides_answer_and_a_rerun_asks_again(setup):
         assert len(server.requests) == 6 + 1  # the rerun asks p0 again; the five others come from the cache
     again = records(setup["out"])
     assert not any("llm_error" in r["flags"] for r in again.values())
+
+
+def test_a_pair_too_long_for_the_prompt_budget_keeps_the_guides_answer(setup):
+    with FakeLLMServer() as server:
+        assert run(setup, server, "--escalate", "always", "--llm-prompt-budget", "50") == 0
+    out = records(setup["out"])
+    assert not server.requests
+    assert all("llm_prompt_too_long" in r["flags"] and r["route"] == "slm" for r in out.values())
