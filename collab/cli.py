@@ -15,6 +15,7 @@ from .book.records import BookError
 from .data import DataError, LoadStats
 from .llm import LLMError
 from .local_llm import LocalLLMError
+from .retrieval import CANDIDATE_MASS, CANDIDATES
 from .schema import SchemaError, load_schema
 
 DEMO_DATA = Path(__file__).resolve().parent / "demo" / "sentences.jsonl"
@@ -236,12 +237,13 @@ def cmd_eval_retrieval(args: argparse.Namespace, config: Config) -> None:
     retriever = Retriever(schema, embedder, train=args.train, shared=config.shared, cache_dir=config.cache_dir,
                           index=args.index)
     result = {"schema": schema.id, "embedder": embedder.name,
-              **evaluate_retrieval(retriever, pairs, k=args.k, demos=args.demos, guides=guides)}
+              **evaluate_retrieval(retriever, pairs, k=args.k, mass=args.mass, demos=args.demos, guides=guides)}
     if args.json:
         _print_json(result)
         return
     print(f"n={result['n']}  candidate recall {result['candidate_recall']:.4f} with "
-          f"{result['mean_candidates']:.2f} candidates on average (k={args.k}, {args.index} index, {embedder.name})")
+          f"{result['mean_candidates']:.2f} candidates on average (k={args.k}, mass {args.mass}, {args.index} index, "
+          f"{embedder.name})")
     print("recall of each source before the cut: " + ", ".join(
         f"{name} {value:.4f}" for name, value in result["reason_recall"].items()))
     print(f"gold label among the {args.demos} demonstrations: {result['demo_label_recall']:.4f}")
@@ -421,8 +423,11 @@ def build_parser() -> argparse.ArgumentParser:
                   "measure guide retrieval: how often the gold label is among the candidate relations",
                   ["shared", "schema", "cache_dir", "batch_size", "threads"])
     sub.add_argument("--data", required=True, help="labelled JSONL, or a staged split such as semeval:dev")
-    sub.add_argument("--k", type=int, default=5, help="candidates per pair, no_relation included; also the "
-                     "nearest definitions and guide labels consulted [default: 5]")
+    sub.add_argument("--k", type=int, default=CANDIDATES, help="at most this many candidates per pair, "
+                     f"no_relation included [default: {CANDIDATES}]")
+    sub.add_argument("--mass", type=float, default=CANDIDATE_MASS, help="keep the fewest best candidates (at "
+                     "most k) that hold this share of the evidence score, so pairs the evidence agrees on get "
+                     f"fewer; 1 keeps k [default: {CANDIDATE_MASS}]")
     sub.add_argument("--demos", type=int, default=5, help="demonstrations chosen per pair [default: 5]")
     sub.add_argument("--train", help="training JSONL or staged split the demonstrations come from "
                      "[default: the schema's training data]")

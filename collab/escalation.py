@@ -23,6 +23,7 @@ from .cache import cache_subdir, content_key
 from .data import Pair, Prediction
 from .files import atomic_write_text
 from .llm import LLM, REQUEST_FAILED, LLMReply, LLMRequest, Price
+from .retrieval import CANDIDATE_MASS, CANDIDATES
 from .merge import MergeSettings, Routing, merge_pair, threshold_for_precision, threshold_for_rate
 from .metrics import score
 from .prompt_builder import BudgetError, Shot, TokenCounter, build_prompt, estimate_tokens
@@ -197,14 +198,15 @@ class Escalator:
     counted, nothing is sent, and every pair keeps the small model's answer."""
 
     def __init__(self, schema: Schema, llm: LLM | None, retriever: Any, routing: Routing, merge: MergeSettings, *,
-                 template: str = "llm/guide.v1", k: int = 5, demos: int = 4, budget_tokens: int | None = None,
-                 count_tokens: TokenCounter | None = None, demo_answers: Callable[[list[Pair]], list[Prediction]]
+                 template: str = "llm/guide.v1", k: int = CANDIDATES, mass: float = CANDIDATE_MASS, demos: int = 4,
+                 budget_tokens: int | None = None, count_tokens: TokenCounter | None = None, demo_answers: Callable[[list[Pair]], list[Prediction]]
                  | None = None, concurrency: int = 4):
         self.schema, self.llm, self.retriever = schema, llm, retriever
         self.routing, self.merge = routing, merge
         self.template = load_template(template)
         self.template_id = f"{self.template.template}@{self.template.sha[:12]}"
-        self.k, self.demos, self.budget_tokens, self.count_tokens = k, demos, budget_tokens, count_tokens
+        self.k, self.mass, self.demos = k, mass, demos
+        self.budget_tokens, self.count_tokens = budget_tokens, count_tokens
         self.demo_answers = demo_answers
         self.concurrency = concurrency
         self._demo_cache: dict[str, dict[str, float]] = {}
@@ -235,7 +237,7 @@ class Escalator:
         None) for a pair whose prompt cannot fit the token budget."""
         guides = [(p.distribution or {p.relation: p.confidence}) if p else None for p in slm]
         vectors = self.retriever.encode(pairs)
-        candidates = self.retriever.candidates(pairs, k=self.k, guides=guides, vectors=vectors)
+        candidates = self.retriever.candidates(pairs, k=self.k, mass=self.mass, guides=guides, vectors=vectors)
         demos = self.retriever.demonstrations(pairs, candidates, k=self.demos, vectors=vectors)
         shots = self._shots([d for row in demos for d in row[:self.demos]])
         by_id = {s.pair.id: s for s in shots}

@@ -193,14 +193,15 @@ def _run_escalated(config: Config, schema, source, pairs: list[Pair], out: Path,
                                       cache_dir=config.cache_dir)
     retriever = Retriever(schema, embedder, shared=config.shared, cache_dir=config.cache_dir)
     escalator = Escalator(schema, llm, retriever, routing, merge, template=config.llm_template,
-                          k=config.llm_candidates, demos=config.llm_demos, budget_tokens=config.llm_prompt_budget,
+                          k=config.llm_candidates, mass=config.llm_candidate_mass, demos=config.llm_demos,
+                          budget_tokens=config.llm_prompt_budget,
                           demo_answers=(lambda ps: scorer.predict(ps, config.batch_size)) if scorer else None,
                           concurrency=config.llm_concurrency)
     decided = {"escalate": config.escalate, **tuned, "merge": asdict(merge) | {"weak": sorted(merge.weak),
                "slm_types": sorted(merge.slm_types)}, "model": config.llm_model, "template": escalator.template_id,
                **{k: getattr(config, k) for k in ("escalate_margin", "llm_json", "llm_temperature", "llm_max_tokens",
-                                                   "llm_repairs", "llm_candidates", "llm_demos", "llm_prompt_budget",
-                                                   "seed")}}
+                                                   "llm_repairs", "llm_candidates", "llm_candidate_mass",
+                                                   "llm_demos", "llm_prompt_budget", "seed")}}
     scorer_id = api.scorer_identity(config, schema) if scorer else "llm-only"
     try:
         escalator.check()

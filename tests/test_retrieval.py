@@ -9,7 +9,7 @@ from fakes import FakeEmbedder
 from collab import embed, retrieval
 from collab.cli import main
 from collab.data import Mention, Pair
-from collab.retrieval import Retriever, RetrievalError, TriggerMatcher, mark_mentions, simple_tokens
+from collab.retrieval import Candidate, Retriever, RetrievalError, TriggerMatcher, mark_mentions, simple_tokens
 from collab.schema import load_schema
 
 CAUSE, EFFECT_CAUSE = "Cause-Effect(e1,e2)", "Cause-Effect(e2,e1)"
@@ -103,7 +103,7 @@ def test_demonstrations_never_from_dev_or_test_nor_the_query(semeval, write_json
         (demos,) = r.demonstrations([query], [[CAUSE]], k=8)
         assert twin not in {d.pair.id for d in demos} and len(demos) == len(TRAIN) - 1
         assert all(d.pair.split == "train" for d in demos)
-    (candidates,) = r.evidence([same_text], k=5)
+    (candidates,) = r.evidence([same_text])
     cause = next(c for c in candidates if c.label == CAUSE)
     assert "demo:2" in cause.reasons  # t2 and t3 voted; t1, the query itself, did not
 
@@ -127,6 +127,19 @@ def test_no_relation_is_always_a_candidate(semeval, write_jsonl, tmp_path):
     (candidates,) = r.candidates([query], k=5, guides=[{CAUSE: 0.9}])
     assert candidates[0].label == CAUSE and "guide:0.90" in candidates[0].reasons
     assert [c.score for c in candidates] == sorted((c.score for c in candidates), reverse=True)
+
+
+def test_the_cut_gives_agreed_pairs_few_candidates_and_contested_ones_up_to_k(semeval, write_jsonl, tmp_path):
+    r = retriever(semeval, train_file(write_jsonl), tmp_path / "cache")
+    agreed = [Candidate(CAUSE, 3.0, ()), Candidate(TOPIC, 0.2, ()), Candidate(ORIGIN, 0.1, ()),
+              Candidate("no_relation", 0.1, ())]
+    assert [c.label for c in r.cut(agreed, k=3, mass=0.7)] == [CAUSE, "no_relation"]
+    contested = [Candidate(label, 1.0, ()) for label in (CAUSE, TOPIC, ORIGIN, CONTAINER, "no_relation")]
+    assert [c.label for c in r.cut(contested, k=3, mass=0.7)] == [CAUSE, TOPIC, "no_relation"]
+    assert [c.label for c in r.cut(agreed, k=3, mass=1.0)] == [CAUSE, TOPIC, "no_relation"]  # mass 1 keeps k
+    for k, mass in ((0, 0.7), (3, 0.0), (3, 1.5)):
+        with pytest.raises(RetrievalError, match="the cut needs"):
+            r.cut(agreed, k=k, mass=mass)
 
 
 @pytest.mark.parametrize("lemmatize", [simple_tokens, retrieval.lemma_tokens], ids=["fallback", "spacy"])
@@ -176,3 +189,9 @@ def test_minilm_embeds_offline_and_retrieves_the_gold_label(semeval, write_jsonl
                make_pair("The message is about the election.", "message", "election", id="q2", relation=TOPIC)]
     for query, candidates in zip(queries, r.candidates(queries, k=5)):
         assert query.relation in [c.label for c in candidates]
+
+
+def test_the_llm_prompt_defaults_to_the_dev_chosen_cut():
+    from collab.config import Config
+
+    assert (Config().llm_candidates, Config().llm_candidate_mass) == (retrieval.CANDIDATES, retrieval.CANDIDATE_MASS)
