@@ -48,12 +48,20 @@ def as_pairs(items: Iterable[PairLike]) -> list[Pair]:
 
 @lru_cache(maxsize=2)
 def _scorer(model: str, prompt: str, schema_id: str, four_bit: bool | None, cache_dir: Path | None,
-            guide: str | None):
+            guide: str | None, guide_url: str | None = None, guide_served_model: str | None = None):
     # Model loads dominate start-up, so one process keeps the last two scorers it built.
     from guides.models import load_model
 
     from .cache import cache_root
 
+    if guide and guide_url:
+        from guides.guide import served_guide
+
+        return served_guide(guide, guide_url, Config(model=model, cache_dir=cache_dir,
+                                                     guide_served_model=guide_served_model),
+                            expect_schema=schema_id)
+    if guide_url:
+        raise ValueError("--guide-url serves a tuned guide: name one with --guide")
     if guide:
         from guides.guide import load_guide
 
@@ -94,8 +102,12 @@ def scorer_for(config: Config, schema: Schema):
 
     if config.threads:
         torch.set_num_threads(config.threads)
+    if config.guide_url:
+        from .privacy import check_endpoint
+
+        check_endpoint(config.guide_url, config.privacy, "guide endpoint")
     return _scorer(config.model, config.prompt, str(schema.path), config.four_bit, config.cache_dir,
-                   guide_for(config, schema))
+                   guide_for(config, schema), config.guide_url, config.guide_served_model)
 
 
 def extract(items: Iterable[PairLike], *, config: Config | None = None, **overrides: Any) -> list[Prediction]:

@@ -19,7 +19,8 @@ from .retrieval import CANDIDATE_MASS, CANDIDATES
 from .schema import SchemaError, load_schema
 
 DEMO_DATA = Path(__file__).resolve().parent / "demo" / "sentences.jsonl"
-MODEL_FLAGS = ["schema", "guide", "model", "prompt", "four_bit", "batch_size", "threads", "cache_dir"]
+MODEL_FLAGS = ["schema", "guide", "guide_url", "guide_served_model", "model", "prompt", "four_bit", "batch_size",
+               "threads", "cache_dir"]
 ESCALATION_FLAGS = [name for name in Config.__dataclass_fields__ if name.startswith(("escalate", "merge", "llm_"))] + [
     "weak_k", "max_llm_calls", "max_cost", "prices", "privacy", "audit_log", "local_llm"]
 
@@ -438,8 +439,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--guide-pred", help="prediction JSONL whose distributions stand for the guide's answer")
     sub.add_argument("--json", action="store_true", help="print one JSON object")
     sub = command("books", cmd_books, "books to character relation graphs (with no PATH: the bundled novel)",
-                  ["shared", "cache_dir", "schema", "guide", "model", "prompt", "four_bit", "batch_size", "threads",
-                   "min_mentions", "aliases", "window", "max_pair_mentions", "edge_threshold", "edge_triggers",
+                  ["shared", "cache_dir", "schema", "guide", "guide_url", "guide_served_model", "model", "prompt",
+                   "four_bit", "batch_size", "threads", "min_mentions", "aliases", "window", "max_pair_mentions",
+                   "edge_threshold", "edge_triggers",
                    "exports", "privacy", "backend", "ray_address"], defaults={"schema": "characters"})
     sub.add_argument("paths", nargs="*", metavar="PATH", help="plain-text books: files, folders or globs")
     sub.add_argument("--out", default="out/books", help="output folder, one subfolder per book [default: out/books]")

@@ -31,6 +31,9 @@ class Config:
     model: str = _opt("smollm2", "small model: smollm2, gemma3-270m, a .gguf file or a Hugging Face model folder")
     guide: str = _opt("auto", "tuned guide: a shipped name (guides/adapters), a guide folder, 'auto' (the shipped "
                               "guide for this schema and model, if any) or 'none' (untuned, zero-shot)")
+    guide_url: str | None = _opt(None, "score with the guide served at this OpenAI-compatible completions endpoint "
+                                       "that echoes prompt logprobs (vLLM with the guide's LoRA; README: GPU serving)")
+    guide_served_model: str | None = _opt(None, "the guide's model name at guide_url (default: the guide folder's name)")
     prompt: str = _opt("slm/schema_enum.v1", "prompt template for the small model without a guide, and for training "
                                              "(prompts/<group>/<name>.v<N>.yaml)")
     four_bit: bool | None = _opt(None, "small model in 4-bit NF4 (bitsandbytes); unset: on with CUDA, off on CPU, "

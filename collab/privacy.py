@@ -60,11 +60,11 @@ def check_mode(privacy: str) -> None:
         raise PrivacyError(f"privacy mode {privacy!r}: choose one of {', '.join(PRIVACY_MODES)}")
 
 
-def check_endpoint(url: str, privacy: str) -> None:
+def check_endpoint(url: str, privacy: str, what: str = "LLM endpoint") -> None:
     """Refuse, in one line, an endpoint that privacy mode `local` does not allow."""
     check_mode(privacy)
     if privacy == "local" and not is_local_endpoint(url):
-        raise PrivacyError(f"privacy mode local refuses the LLM endpoint {url!r}: only a loopback address "
+        raise PrivacyError(f"privacy mode local refuses the {what} {url!r}: only a loopback address "
                            "(127.0.0.1, [::1]), localhost or a unix socket is allowed; nothing was sent")
 
 

@@ -11,6 +11,7 @@ calibration (guide.json, reliability.png).
 from __future__ import annotations
 
 import json
+import os
 import platform
 import shutil
 import time
@@ -29,7 +30,7 @@ from collab.files import atomic_write_text
 from collab.prompts import load_template
 from collab.schema import Schema, load_schema
 
-from .models import load_model, resolve_model
+from .models import ensure_chat_template, load_model, resolve_model
 from .scoring import LabelScorer
 from .train import encode, train_lora
 
@@ -108,6 +109,40 @@ def load_guide(spec: str | Path, config: Config | None = None, *, expect_schema:
     config = config or Config()
     if (guide_path(spec) / ENCODER_FILE).is_file():
         return _load_encoder(guide_path(spec), expect_schema)
+    path, meta, schema, base = _checked_guide(spec, config, expect_schema)
+    four_bit = torch.cuda.is_available() if config.four_bit is None else config.four_bit
+    model, tokenizer = load_model(base, cache_root(config.cache_dir), four_bit=four_bit)
+    model = PeftModel.from_pretrained(model, path)
+    if not four_bit:
+        model = model.merge_and_unload()  # plain weights again: scoring runs at the base model's speed
+    model.eval()
+    return make_scorer(model, tokenizer, meta["labels"], meta["prompt"], schema, config,
+                       temperature=meta["temperature"], never_final=LONG_TAIL if meta["mode"] == "head_only" else None)
+
+
+def served_guide(spec: str | Path, url: str, config: Config | None = None, *, expect_schema: str | None = None):
+    """The guide scored by a server (guides.endpoint): only its tokenizer loads here. The server's model name
+    is `config.guide_served_model`, or the guide folder's name (vLLM's `--lora-modules NAME=FOLDER`)."""
+    from transformers import AutoTokenizer
+
+    from .endpoint import EndpointScorer
+
+    config = config or Config()
+    if (guide_path(spec) / ENCODER_FILE).is_file():
+        raise GuideError(f"{guide_path(spec)}: an encoder guide runs locally (it is fast on a CPU); only a "
+                         "language-model guide can be served by a completions endpoint")
+    path, meta, schema, base = _checked_guide(spec, config, expect_schema)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    ensure_chat_template(tokenizer)
+    return make_scorer(None, tokenizer, meta["labels"], meta["prompt"], schema, config,
+                       temperature=meta["temperature"], never_final=LONG_TAIL if meta["mode"] == "head_only" else None,
+                       scorer_class=lambda model, *args, **kwargs: EndpointScorer(
+                           url, config.guide_served_model or path.name, *args,
+                           api_key=os.environ.get(config.llm_api_key_env), **kwargs))
+
+
+def _checked_guide(spec: str | Path, config: Config, expect_schema: str | None) -> tuple[Path, dict, Schema, Path]:
+    """The guide's folder, guide.json, schema and base model folder, once the fingerprints match."""
     path, meta = read_guide(spec)
     schema = load_schema(meta["schema"]["name"])
     if expect_schema and load_schema(expect_schema).id != schema.id:
@@ -121,20 +156,13 @@ def load_guide(spec: str | Path, config: Config | None = None, *, expect_schema:
     if weights_hash(base) != meta["base_model"]["weights"]:
         raise GuideError(f"{path}: base model {meta['base_model']['name']} ({base}) is not the one this guide was "
                          f"trained on (weights {weights_hash(base)} != {meta['base_model']['weights']})")
-    four_bit = torch.cuda.is_available() if config.four_bit is None else config.four_bit
-    model, tokenizer = load_model(base, cache_root(config.cache_dir), four_bit=four_bit)
-    model = PeftModel.from_pretrained(model, path)
-    if not four_bit:
-        model = model.merge_and_unload()  # plain weights again: scoring runs at the base model's speed
-    model.eval()
-    return make_scorer(model, tokenizer, meta["labels"], meta["prompt"], schema, config,
-                       temperature=meta["temperature"], never_final=LONG_TAIL if meta["mode"] == "head_only" else None)
+    return path, meta, schema, base
 
 
 def make_scorer(model: Any, tokenizer: Any, labels: Sequence[str], template: str, schema: Schema, config: Config,
-                **kwargs: Any) -> LabelScorer:
-    """A LabelScorer; a template that shows solved examples (`shots`) gets them retrieved per pair from the
-    schema's training data."""
+                *, scorer_class: Callable[..., LabelScorer] = LabelScorer, **kwargs: Any) -> LabelScorer:
+    """A LabelScorer (or `scorer_class`); a template that shows solved examples (`shots`) gets them retrieved
+    per pair from the schema's training data."""
     shots = load_template(template).extra.get("shots", 0)
     picker = None
     if shots:
@@ -144,7 +172,7 @@ def make_scorer(model: Any, tokenizer: Any, labels: Sequence[str], template: str
         embedder = embed.SentenceEmbedder(None, threads=config.threads, cache_dir=config.cache_dir)
         picker = demonstration_picker(Retriever(schema, embedder, shared=config.shared, cache_dir=config.cache_dir),
                                       shots)
-    return LabelScorer(model, tokenizer, labels, template=template, demonstrations=picker, **kwargs)
+    return scorer_class(model, tokenizer, labels, template=template, demonstrations=picker, **kwargs)
 
 
 def _load_encoder(path: Path, expect_schema: str | None):

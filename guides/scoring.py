@@ -70,12 +70,14 @@ class LabelScorer:
                              "`demonstrations` (collab.retrieval.demonstration_picker)")
         self.demonstrations = demonstrations
         self.top_k, self.label_batch = top_k, max(1, label_batch)
-        self._keeps_logits = "logits_to_keep" in inspect.signature(_base_model(model).forward).parameters
+        # model None: the scores come from elsewhere (guides.endpoint); prompts and labels are still built here
+        self._keeps_logits = model is not None and (
+            "logits_to_keep" in inspect.signature(_base_model(model).forward).parameters)
         self.continuations: list[list[int]] = self._label_continuations()
         self.groups = [range(i, min(i + self.label_batch, len(labels)))
                        for i in range(0, len(labels), self.label_batch)]
         self._attention = getattr(getattr(_base_model(model), "config", None), "_attn_implementation", None)
-        self.tree = tree and _supports_tree_mask(model)
+        self.tree = tree and model is not None and _supports_tree_mask(model)
         self._tries = [_Trie([self.continuations[i] for i in group]) for group in self.groups] if self.tree else []
         self.shared_prefix: list[int] = self._shared_prefix() if reuse_prefix else []
         self._prefix_cache: Any = None
