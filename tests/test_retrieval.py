@@ -137,6 +137,9 @@ def test_the_cut_gives_agreed_pairs_few_candidates_and_contested_ones_up_to_k(se
     contested = [Candidate(label, 1.0, ()) for label in (CAUSE, TOPIC, ORIGIN, CONTAINER, "no_relation")]
     assert [c.label for c in r.cut(contested, k=3, mass=0.7)] == [CAUSE, TOPIC, "no_relation"]
     assert [c.label for c in r.cut(agreed, k=3, mass=1.0)] == [CAUSE, TOPIC, "no_relation"]  # mass 1 keeps k
+    # a sure no_relation does not crowd out the positive labels: their mass is shared among themselves
+    sure_negative = [Candidate("no_relation", 9.0, ())] + contested[:3]
+    assert [c.label for c in r.cut(sure_negative, k=4, mass=0.7)] == [CAUSE, TOPIC, ORIGIN, "no_relation"]
     for k, mass in ((0, 0.7), (3, 0.0), (3, 1.5)):
         with pytest.raises(RetrievalError, match="the cut needs"):
             r.cut(agreed, k=k, mass=mass)
