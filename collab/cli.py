@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -276,11 +277,31 @@ def _book_files(specs: list[str]) -> list[Path]:
 def cmd_books(args: argparse.Namespace, config: Config) -> None:
     from .predict import privacy_context
 
-    with privacy_context(config, Path(args.out) / "summary.json"):
-        _run_books(args, config)
+    with privacy_context(config, Path(args.out) / "summary.json") as audit_path:
+        _run_books(args, config, audit_path)
 
 
-def _run_books(args: argparse.Namespace, config: Config) -> None:
+@contextlib.contextmanager
+def _book_escalation(config: Config, schema, audit_path: Path | None):
+    """With --escalate: the guide's routing and an open LLM session for every book (None without)."""
+    if config.escalate == "never":
+        yield None
+        return
+    if config.backend == "ray":
+        raise ValueError("books --escalate runs on the local backend for now: drop --backend ray")
+    from .predict import escalation_session, llm_endpoint, routing_for
+
+    scorer = api.scorer_for(config, schema)
+    routing, merge, tuned = routing_for(config, schema, scorer, api.guide_for(config, schema))
+    with llm_endpoint(config) as served, escalation_session(served, schema, scorer, routing, merge, tuned,
+                                                            audit_path) as session:
+        yield session
+    e = session.escalator.stats
+    print(f"escalated {e.escalated} of {e.pairs} pair sentences to {served.llm_model}: {e.calls} LLM calls, "
+          f"{e.prompt_tokens}+{e.completion_tokens} tokens; reply cache {session.cache_stats}", file=sys.stderr)
+
+
+def _run_books(args: argparse.Namespace, config: Config, audit_path: Path | None = None) -> None:
     from .book.batch import plan_jobs, run_books
     from .book.stages import BUNDLED_BOOK, STAGES
 
@@ -295,7 +316,8 @@ def _run_books(args: argparse.Namespace, config: Config) -> None:
         aliases = load_aliases(config.aliases)
     print(f"collab books: {len(books)} book(s) -> {out}; schema {schema.id}, {_describe(config, schema)}"
           f"{', backend ray' if config.backend == 'ray' else ''}", file=sys.stderr)
-    results = run_books(plan_jobs(books, out), config, aliases, args.rerun_from)
+    with _book_escalation(config, schema, audit_path) as escalation:
+        results = run_books(plan_jobs(books, out), config, aliases, args.rerun_from, escalation)
     summaries = [r["summary"] for r in results if "summary" in r]
     failed = [r["failed"] for r in results if "failed" in r]
     for failure in failed:
@@ -441,8 +463,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command("books", cmd_books, "books to character relation graphs (with no PATH: the bundled novel)",
                   ["shared", "cache_dir", "schema", "guide", "guide_url", "guide_served_model", "model", "prompt",
                    "four_bit", "batch_size", "threads", "min_mentions", "aliases", "window", "max_pair_mentions",
-                   "edge_threshold", "edge_triggers",
-                   "exports", "privacy", "backend", "ray_address"], defaults={"schema": "characters"})
+                   "edge_threshold", "edge_triggers", "exports", "backend", "ray_address", *ESCALATION_FLAGS],
+                  defaults={"schema": "characters"})
     sub.add_argument("paths", nargs="*", metavar="PATH", help="plain-text books: files, folders or globs")
     sub.add_argument("--out", default="out/books", help="output folder, one subfolder per book [default: out/books]")
     sub.add_argument("--rerun-from", metavar="STAGE", help="recompute this stage and the ones after it "

@@ -9,14 +9,14 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 from . import api, datasets
 from .cache import content_key, file_sha256
 from .config import Config
-from .data import Pair
+from .data import Pair, Prediction
 from .files import PartialJsonl, atomic_write_text
 from .merge import MergeSettings, Routing
 
@@ -173,12 +173,24 @@ def _say_resume(total: int, todo: int) -> None:
         print(f"resuming: {total - todo} of {total} pairs already predicted", file=sys.stderr)
 
 
-def _run_escalated(config: Config, schema, source, pairs: list[Pair], out: Path, scorer, routing, merge,
-                   tuned: dict, audit_path: Path | None, dry_run: bool) -> dict:
-    from tqdm import tqdm
+@dataclass
+class EscalationSession:
+    """What a run asks the LLM through: the Escalator, its settings (part of every resume key), reply cache and
+    budget. `cache_stats` is filled when the session closes."""
+    escalator: Any
+    decided: dict
+    budget: Any
+    price: Any
+    cache: Any
+    cache_stats: dict | None = None
 
+
+@contextlib.contextmanager
+def escalation_session(config: Config, schema, scorer, routing, merge, tuned: dict, audit_path: Path | None, *,
+                       dry_run: bool = False) -> Iterator[EscalationSession]:
+    """Open the LLM client, reply cache, retriever and Escalator for a run; check the endpoint; close on exit."""
     from . import embed
-    from .escalation import Budget, Escalator, escalation_key, load_prices
+    from .escalation import Budget, Escalator, load_prices
     from .llm import Price
     from .llm_cache import ReplyCache
     from .privacy import AuditLog
@@ -202,33 +214,51 @@ def _run_escalated(config: Config, schema, source, pairs: list[Pair], out: Path,
                **{k: getattr(config, k) for k in ("escalate_margin", "llm_json", "llm_temperature", "llm_max_tokens",
                                                    "llm_repairs", "llm_candidates", "llm_candidate_mass",
                                                    "llm_demos", "llm_prompt_budget", "seed")}}
-    scorer_id = api.scorer_identity(config, schema) if scorer else "llm-only"
+    session = EscalationSession(escalator, decided, budget, price, cache)
     try:
         escalator.check()
+        yield session
+    finally:
+        escalator.close()
+        if cache is not None:
+            session.cache_stats = cache.stats()
+            cache.close()
+
+
+def escalated_predictions(session: EscalationSession, pairs: list[Pair], scorer, batch_size: int
+                          ) -> Iterator[Prediction]:
+    """The guide's answers, escalated and merged where the routing says so, CHUNK pairs at a time."""
+    for begin in range(0, len(pairs), CHUNK):
+        chunk = pairs[begin:begin + CHUNK]
+        slm = scorer.predict(chunk, batch_size) if scorer else [None] * len(chunk)
+        yield from session.escalator.run(chunk, slm)
+
+
+def _run_escalated(config: Config, schema, source, pairs: list[Pair], out: Path, scorer, routing, merge,
+                   tuned: dict, audit_path: Path | None, dry_run: bool) -> dict:
+    from tqdm import tqdm
+
+    from .escalation import escalation_key
+
+    scorer_id = api.scorer_identity(config, schema) if scorer else "llm-only"
+    with escalation_session(config, schema, scorer, routing, merge, tuned, audit_path, dry_run=dry_run) as session:
         if dry_run:
-            return _dry_run(config, pairs, scorer, escalator, price)
-        key = content_key(file_sha256(source.path), scorer_id, escalation_key(decided))
+            return _dry_run(config, pairs, scorer, session.escalator, session.price)
+        key = content_key(file_sha256(source.path), scorer_id, escalation_key(session.decided))
         partial = PartialJsonl(out, key)
         todo = [p for p in pairs if p.id not in partial.done or
                 any(flag in partial.done[p.id].get("flags", []) for flag in REDO_FLAGS)]
         _say_resume(len(pairs), len(todo))
         start = time.perf_counter()
         with tqdm(total=len(todo), unit="pair", disable=not todo) as bar:
-            for begin in range(0, len(todo), CHUNK):
-                chunk = todo[begin:begin + CHUNK]
-                slm = scorer.predict(chunk, config.batch_size) if scorer else [None] * len(chunk)
-                for prediction in escalator.run(chunk, slm):
-                    partial.add(prediction.to_json())
-                bar.update(len(chunk))
+            for prediction in escalated_predictions(session, todo, scorer, config.batch_size):
+                partial.add(prediction.to_json())
+                bar.update(1)
         seconds = time.perf_counter() - start
         n = partial.finish(p.id for p in pairs)
-    finally:
-        escalator.close()
-        cache_stats = cache.stats() if cache else None
-        if cache is not None:
-            cache.close()
-    summary = {"pairs": n, "predicted": len(todo), "seconds": round(seconds, 2), "settings": decided,
-               "escalation": asdict(escalator.stats), "cache": cache_stats,
+    budget = session.budget
+    summary = {"pairs": n, "predicted": len(todo), "seconds": round(seconds, 2), "settings": session.decided,
+               "escalation": asdict(session.escalator.stats), "cache": session.cache_stats,
                "budget": {"max_llm_calls": config.max_llm_calls, "max_cost": config.max_cost,
                           "spent_estimate": round(budget.spent, 6), "refused": budget.refused},
                "audit_log": str(audit_path) if audit_path else None, "privacy": config.privacy}

@@ -116,8 +116,7 @@ def load_guide(spec: str | Path, config: Config | None = None, *, expect_schema:
     if not four_bit:
         model = model.merge_and_unload()  # plain weights again: scoring runs at the base model's speed
     model.eval()
-    return make_scorer(model, tokenizer, meta["labels"], meta["prompt"], schema, config,
-                       temperature=meta["temperature"], never_final=LONG_TAIL if meta["mode"] == "head_only" else None)
+    return make_scorer(model, tokenizer, meta["labels"], meta["prompt"], schema, config, **_calibrated(meta))
 
 
 def served_guide(spec: str | Path, url: str, config: Config | None = None, *, expect_schema: str | None = None):
@@ -134,11 +133,15 @@ def served_guide(spec: str | Path, url: str, config: Config | None = None, *, ex
     path, meta, schema, base = _checked_guide(spec, config, expect_schema)
     tokenizer = AutoTokenizer.from_pretrained(base)
     ensure_chat_template(tokenizer)
-    return make_scorer(None, tokenizer, meta["labels"], meta["prompt"], schema, config,
-                       temperature=meta["temperature"], never_final=LONG_TAIL if meta["mode"] == "head_only" else None,
+    return make_scorer(None, tokenizer, meta["labels"], meta["prompt"], schema, config, **_calibrated(meta),
                        scorer_class=lambda model, *args, **kwargs: EndpointScorer(
                            url, config.guide_served_model or path.name, *args,
                            api_key=os.environ.get(config.llm_api_key_env), **kwargs))
+
+
+def _calibrated(meta: dict) -> dict:
+    """The scorer settings guide.json fixes: calibration temperature, and long_tail for a head-only guide."""
+    return {"temperature": meta["temperature"], "never_final": LONG_TAIL if meta["mode"] == "head_only" else None}
 
 
 def _checked_guide(spec: str | Path, config: Config, expect_schema: str | None) -> tuple[Path, dict, Schema, Path]:

@@ -45,6 +45,9 @@ class FakeScorer:
                      else "sibling_of" if "sister" in text else "friend_of" if "friend" in text else "no_relation")
             yield Prediction(pair.id, label, 0.9, 0.8, {label: 0.9, "acquaintance_of": 0.1})
 
+    def predict(self, pairs, batch_size=8):
+        return list(self.iter_predict(pairs, batch_size))
+
 
 @pytest.fixture
 def book(tmp_path):
@@ -146,3 +149,36 @@ def test_books_in_privacy_mode_run_under_the_network_guard(book, tmp_path, monke
     assert run_books([str(book), "--out", str(tmp_path / "out"), "--min-mentions", "2", "--exports", "json",
                       "--privacy", "local"], scorer, monkeypatch) == 0
     assert scorer.seen and socket.getaddrinfo.__name__ == "getaddrinfo"
+
+
+def test_books_escalate_unsure_pair_sentences_and_count_routes_on_the_edges(book, tmp_path, monkeypatch, capsys):
+    from fake_llm_server import FakeLLMServer
+    from fakes import FakeEmbedder
+
+    from collab import embed, retrieval
+
+    monkeypatch.setattr(embed, "SentenceEmbedder", lambda *args, **kwargs: FakeEmbedder())
+    monkeypatch.setattr(retrieval, "_spacy", lambda: None)
+    monkeypatch.setattr(api, "guide_for", lambda config, schema: None)
+    out = tmp_path / "out"
+    args = [str(book), "--out", str(out), "--min-mentions", "2", "--exports", "json", "--edge-threshold", "0.25",
+            "--no-edge-triggers", "--cache-dir", str(tmp_path / "cache"), "--escalate", "auto",
+            "--escalate-threshold", "0.95", "--merge", "llm"]
+    with FakeLLMServer() as server:             # answers each prompt's first candidate label
+        scorer = FakeScorer()
+        assert run_books([*args, "--llm-base-url", server.base_url, "--llm-model", server.model], scorer,
+                         monkeypatch) == 0
+        asked = len(server.requests)
+    stage = out / "norland" / "stages" / "relations.jsonl"
+    relations = [json.loads(line) for line in stage.read_text().splitlines()]
+    # every pair sentence was below the threshold; the guide also answered the demonstrations' pairs
+    assert len(relations) == asked > 0 and {r["id"] for r in relations} <= set(scorer.seen)
+    assert {r["route"] for r in relations} <= {"llm", "merged"}   # merged: the LLM agreed with the guide
+    assert all(r["llm"]["relation"] == r["relation"] and r["slm"]["confidence"] == 0.9 for r in relations)
+    links = json.loads((out / "norland" / "graph.json").read_text())["links"]
+    assert links and all(link["routes"]["llm"] + link["routes"]["merged"] == link["support"] for link in links)
+    assert "escalated" in capsys.readouterr().err
+    with FakeLLMServer() as server:             # a rerun asks nothing again: the relations stage is cached
+        assert run_books([*args, "--llm-base-url", server.base_url, "--llm-model", server.model], FakeScorer(),
+                         monkeypatch) == 0
+        assert server.requests == []

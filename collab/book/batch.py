@@ -42,7 +42,7 @@ def plan_jobs(paths: Iterable[Path], out: Path) -> list[BookJob]:
 
 
 def run_job(job: BookJob, config: Config, aliases: dict | None, rerun_from: str | None,
-            progress: bool = True) -> dict[str, Any]:
+            progress: bool = True, escalation: Any = None) -> dict[str, Any]:
     """{"summary": ...} for a finished book, {"failed": {book, error}} for a bad one."""
     from .. import api
     from ..schema import load_schema
@@ -50,17 +50,19 @@ def run_job(job: BookJob, config: Config, aliases: dict | None, rerun_from: str 
 
     schema = load_schema(config.schema)
     run = BookRun(job.path, config, schema, api.scorer_identity(config, schema),
-                  lambda: api.scorer_for(config, schema), job.out, progress=progress, aliases=aliases)
+                  lambda: api.scorer_for(config, schema), job.out, progress=progress, aliases=aliases,
+                  escalation=escalation)
     try:
         return {"summary": run_book(run, rerun_from=rerun_from)}
     except (BookError, DataError) as e:
         return {"failed": {"book": str(job.path), "error": str(e)}}
 
 
-def run_local(jobs: list[BookJob], config: Config, aliases: dict | None, rerun_from: str | None) -> list[dict]:
+def run_local(jobs: list[BookJob], config: Config, aliases: dict | None, rerun_from: str | None,
+              escalation: Any = None) -> list[dict]:
     from tqdm import tqdm
 
-    return [run_job(job, config, aliases, rerun_from)
+    return [run_job(job, config, aliases, rerun_from, escalation=escalation)
             for job in tqdm(jobs, unit="book", disable=len(jobs) < 2, dynamic_ncols=True)]
 
 
@@ -95,10 +97,14 @@ def run_ray(jobs: list[BookJob], config: Config, aliases: dict | None, rerun_fro
             ray.shutdown()
 
 
-def run_books(jobs: list[BookJob], config: Config, aliases: dict | None, rerun_from: str | None) -> list[dict]:
+def run_books(jobs: list[BookJob], config: Config, aliases: dict | None, rerun_from: str | None,
+              escalation: Any = None) -> list[dict]:
+    """Every book, locally or on Ray; `escalation` (a collab.predict.EscalationSession) runs locally only."""
     if config.backend == "ray":
         from ..privacy import check_ray_address
 
+        if escalation is not None:
+            raise ValueError("books --escalate runs on the local backend for now: drop --backend ray")
         check_ray_address(config.ray_address, config.privacy)
         return run_ray(jobs, config, aliases, rerun_from, config.ray_address)
-    return run_local(jobs, config, aliases, rerun_from)
+    return run_local(jobs, config, aliases, rerun_from, escalation)

@@ -42,7 +42,14 @@ class BookRun:
     out: Path
     progress: bool = True
     aliases: dict[str, list[str]] | None = None
+    escalation: Any = None  # collab.predict.EscalationSession: ask the LLM where the guide is unsure
     _scorer: Any = field(default=None, repr=False)
+
+    @property
+    def escalation_id(self) -> str | None:
+        from ..escalation import escalation_key
+
+        return escalation_key(self.escalation.decided) if self.escalation else None
 
     def scorer(self):
         if self._scorer is None:
@@ -71,12 +78,19 @@ def _pairs(run: BookRun, text: BookText, characters: Characters) -> dict[str, An
 def _relations(run: BookRun, pairs: dict[str, Any]) -> list[dict[str, Any]]:
     from tqdm import tqdm
 
+    from ..predict import REDO_FLAGS, escalated_predictions
+
     todo_pairs: list[Pair] = pairs["pairs"]
-    key = content_key(run.scorer_id, *(f"{p.id}\t{p.text}\t{p.head.start}\t{p.tail.start}" for p in todo_pairs))
+    key = content_key(run.scorer_id, run.escalation_id or "",
+                      *(f"{p.id}\t{p.text}\t{p.head.start}\t{p.tail.start}" for p in todo_pairs))
     out = PartialJsonl(run.out / "stages" / "relations.jsonl", key)
-    todo = [p for p in todo_pairs if p.id not in out.done]
+    todo = [p for p in todo_pairs if p.id not in out.done
+            or any(flag in out.done[p.id].get("flags", []) for flag in REDO_FLAGS)]
     if todo:
-        predictions = run.scorer().iter_predict(todo, run.config.batch_size)
+        if run.escalation is None:
+            predictions = run.scorer().iter_predict(todo, run.config.batch_size)
+        else:
+            predictions = escalated_predictions(run.escalation, todo, run.scorer(), run.config.batch_size)
         for prediction in tqdm(predictions, total=len(todo), unit="pair", desc=f"relations {run.path.name}",
                                disable=not run.progress, leave=False, dynamic_ncols=True):
             out.add(prediction.to_json())
@@ -112,7 +126,8 @@ PIPELINE = Pipeline([
     Stage("pairs", ("text", "characters"), 1, _pairs,
           lambda r: {"window": r.config.window, "max_pair_mentions": r.config.max_pair_mentions},
           _dump_pairs, _load_pairs),
-    Stage("relations", ("pairs",), 1, _relations, lambda r: {"scorer": r.scorer_id, "schema": r.schema.fingerprint}),
+    Stage("relations", ("pairs",), 1, _relations,
+          lambda r: {"scorer": r.scorer_id, "schema": r.schema.fingerprint, "escalation": r.escalation_id}),
     Stage("edges", ("text", "pairs", "relations"), 1, _edges,
           lambda r: {"threshold": r.config.edge_threshold, "triggers": r.config.edge_triggers},
           lambda edges: [e.to_json() for e in edges], lambda rows: [Edge.from_json(r) for r in rows]),
