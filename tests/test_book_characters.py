@@ -194,6 +194,28 @@ def test_narrator_takes_the_name_they_are_addressed_by(nlp):
     assert {m.character for m in found.mentions if m.text == "Watson"} == {"narrator"}
 
 
+def test_you_in_a_perspective_section_is_that_sections_character(nlp):
+    book = make_book(
+        "=== Character perspective: Jue Ming ===",
+        ["You met Ling Xiao at the inn.", "Ling Xiao poured you some tea.", "\"Do you know Jue Ming?\" you asked."],
+        "=== Character perspective: Ling Xiao ===",
+        ["You saw Jue Ming at the inn.", "Jue Ming smiled at you.", "The rain kept falling."],
+    )
+    found, by_id = find(book, nlp, min_mentions=1)
+    jue, ling = by_alias(found, "Jue Ming"), by_alias(found, "Ling Xiao")
+    you = [(m.sentence, m.character) for m in found.mentions if m.kind == "perspective"]
+    # one per sentence with "you" outside quotations, for the character whose section it is
+    assert you == [(1, jue.id), (2, jue.id), (3, jue.id), (5, ling.id), (6, ling.id)]
+    assert {jue.id, ling.id} <= set(by_id)
+
+
+def test_a_perspective_character_too_rarely_named_still_gets_a_node(nlp):
+    book = make_book("=== Character perspective: Zi Su ===", ["You met Ling Xiao.", "Ling Xiao greeted you."])
+    found, by_id = find(book, nlp, min_mentions=2)   # "Zi Su" is named once, in the heading
+    zi = by_alias(found, "Zi Su")
+    assert [m.sentence for m in found.mentions if m.character == zi.id] == [1, 2] and zi.mentions == 2
+
+
 def test_third_person_book_has_no_narrator(nlp):
     found, by_id = find(THIRD_PERSON, nlp)
     assert "narrator" not in by_id

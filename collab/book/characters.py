@@ -81,6 +81,11 @@ NAME = re.compile(_NAME)
 TITLE_NAME = re.compile(rf"(?<![{_UP}{_LO}])(?:{_TITLE})\.? +{_NAME}")
 TITLE_BEFORE = re.compile(rf"(?<![{_UP}{_LO}])(?:{_TITLE})\.? +$")
 FIRST_PERSON = re.compile(r"\b(?:I|[Mm]e|[Mm]y|[Mm]ine|[Mm]yself)\b")
+SECOND_PERSON = re.compile(r"\b(?:[Yy]ou|[Yy]our|[Yy]ours|[Yy]ourself)\b")
+# A section told to one character in the second person, as in murder-mystery role-play scripts (CONAN):
+# "=== Character perspective: Jue Ming ===". Inside it, "you" outside quotations is that character.
+PERSPECTIVE_HEADING = re.compile(r"^[ \t]*[=#*-]{2,}[ \t]*(?:character[ \t]+)?perspective[ \t]*:[ \t]*(.+?)[ \t]*"
+                                 r"[=#*-]*[ \t]*$", re.IGNORECASE | re.MULTILINE)
 THIRD_PERSON = re.compile(r"\b(?:(he|him|his|himself)|(she|her|hers|herself))\b", re.IGNORECASE)
 # For gender cues only the subject forms: an object pronoun after a name mostly points at someone else ("Denham
 # looked at her").
@@ -301,6 +306,9 @@ def find_characters(book: BookText, *, min_mentions: int = 2, aliases: dict[str,
     mentions += _speakers(book.text, mentions, sentences, paragraphs, quotes)
     if resolve_pronouns:
         mentions += _pronouns(book.text, mentions, sentences, quotes, genders)
+    perspective, new = _perspective_mentions(book.text, sentences, quotes, kept, used_ids)
+    mentions += perspective
+    characters += new
     narrator = _narrator_mentions(book.text, sentences, quotes)
     if len(narrator) >= max(min_mentions, 1):
         # The narrator's own name, when found, folds its characters into the narrator.
@@ -734,6 +742,38 @@ def _pronouns(text: str, mentions: list[CharacterMention], sentences: list[Sente
                 done.add(named[i].character)
                 out.append(CharacterMention(p.start(), p.end(), p.group(), s.index, named[i].character, "pronoun"))
     return out
+
+
+def _perspective_mentions(text: str, sentences: list[Sentence], quotes: list[tuple[int, int]],
+                          kept: list[tuple[_Cluster, str]], used_ids: set[str]
+                          ) -> tuple[list[CharacterMention], list[Character]]:
+    """One mention of the section's character per sentence of a second-person perspective section (the first
+    "you" outside quotations), and a new character for a perspective name that matches no kept character."""
+    headings = list(PERSPECTIVE_HEADING.finditer(text))
+    if not headings:
+        return [], []
+    by_key = {_key(surface): cid for cluster, cid in kept
+              for surface in [_display(cluster), *_aliases(cluster, "")]}
+    mentions: list[CharacterMention] = []
+    new: dict[str, Character] = {}
+    starts = [s.start for s in sentences]
+    for heading, following in zip(headings, [*headings[1:], None]):
+        name = heading.group(1).strip()
+        cid = by_key.get(_key(name))
+        if cid is None:
+            cid = _slug(name)
+            while cid in used_ids and cid not in new:
+                cid += "-p"
+            used_ids.add(cid)
+            new.setdefault(cid, Character(cid, name, [], 0, None))
+        end = following.start() if following else len(text)
+        for s in sentences[bisect.bisect_left(starts, heading.end()):bisect.bisect_left(starts, end)]:
+            found = next((m for start, stop in _unquoted(s.start, s.end, quotes)
+                          for m in SECOND_PERSON.finditer(text, start, stop)), None)
+            if found:
+                mentions.append(CharacterMention(found.start(), found.end(), found.group(), s.index, cid,
+                                                 "perspective"))
+    return mentions, list(new.values())
 
 
 def _narrator_mentions(text: str, sentences: list[Sentence], quotes: list[tuple[int, int]]) -> list[CharacterMention]:

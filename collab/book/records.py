@@ -55,7 +55,7 @@ class CharacterMention:
     text: str
     sentence: int        # Sentence.index
     character: str       # Character.id
-    kind: str = "name"   # name | title | narrator | pronoun | speaker
+    kind: str = "name"   # name | title | narrator | pronoun | speaker | perspective ("you" in a perspective section)
 
 
 @dataclass(slots=True)
