@@ -46,6 +46,7 @@ class Config:
     # books
     min_mentions: int = _opt(3, "books: characters mentioned fewer times are dropped")
     aliases: Path | None = _opt(None, "books: JSON/YAML file {name: [alias, ...]} that overrides alias clustering")
+    pronouns: bool = _opt(False, "books: he/she/his/her count as a mention of the nearest name of that gender")
     window: int = _opt(0, "books: pair characters up to this many sentences apart in a paragraph (0: same sentence)")
     max_pair_mentions: int = _opt(40, "books: at most this many sentences per character pair are classified, "
                                       "spread over the book (0: all)")

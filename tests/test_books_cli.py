@@ -182,3 +182,23 @@ def test_books_escalate_unsure_pair_sentences_and_count_routes_on_the_edges(book
         assert run_books([*args, "--llm-base-url", server.base_url, "--llm-model", server.model], FakeScorer(),
                          monkeypatch) == 0
         assert server.requests == []
+
+
+def test_pronouns_flag_adds_pronoun_mentions_and_recomputes_from_the_characters_stage(tmp_path, monkeypatch):
+    book = tmp_path / "ferrars.txt"
+    book.write_text("CHAPTER I.\n\nMr. Edward Ferrars came to Norland. He soon met Elinor Dashwood there. "
+                    "Mr. Edward Ferrars liked Elinor Dashwood. Elinor Dashwood liked Mr. Edward Ferrars too. "
+                    "He talked with Elinor Dashwood of books.\n", encoding="utf-8")
+    out = tmp_path / "out"
+    args = [str(book), "--out", str(out), "--min-mentions", "2", "--exports", "json"]
+
+    def pronoun_mentions():
+        stage = json.loads((out / "ferrars" / "stages" / "characters.json").read_text())["data"]
+        return [m for m in stage["mentions"] if m["kind"] == "pronoun"]
+
+    assert run_books(args, FakeScorer(), monkeypatch) == 0
+    assert pronoun_mentions() == []
+    assert run_books([*args, "--pronouns"], FakeScorer(), monkeypatch) == 0
+    assert [m["text"] for m in pronoun_mentions()] == ["He", "He"]
+    manifest = json.loads((out / "ferrars" / "run.json").read_text())
+    assert not manifest["stages"]["characters"]["cached"]

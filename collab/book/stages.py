@@ -66,7 +66,8 @@ def _text(run: BookRun) -> BookText:
 def _characters(run: BookRun, text: BookText) -> Characters:
     from .characters import find_characters
 
-    return find_characters(text, min_mentions=run.config.min_mentions, aliases=run.aliases)
+    return find_characters(text, min_mentions=run.config.min_mentions, aliases=run.aliases,
+                           resolve_pronouns=run.config.pronouns)
 
 
 def _pairs(run: BookRun, text: BookText, characters: Characters) -> dict[str, Any]:
@@ -115,7 +116,7 @@ def _load_pairs(value: dict[str, Any]) -> dict[str, Any]:
 
 
 def _character_settings(run: BookRun) -> dict[str, Any]:
-    return {"min_mentions": run.config.min_mentions, "aliases": run.aliases}
+    return {"min_mentions": run.config.min_mentions, "aliases": run.aliases, "pronouns": run.config.pronouns}
 
 
 PIPELINE = Pipeline([
