@@ -115,7 +115,8 @@ def main() -> None:
     print(json.dumps({
         "gold": args.gold, "books": len(books), "scorer": scorer_id[:16], "schema": schema.id,
         "settings": {k: getattr(config, k) for k in ("guide", "min_mentions", "window", "max_pair_mentions",
-                                                     "edge_threshold", "edge_triggers")},
+                                                     "edge_threshold", "edge_triggers", "edge_frequent",
+                                                     "pronouns")},
         **{k: total[k] for k in keep}, "gold_relations": total["gold_relations"], "gold_dropped": total["gold_dropped"],
         "cooccurrence_pairs": {str(k): sum_scores(v)["pairs"] for k, v in baselines.items()},
         "seconds": round(seconds, 1), "stage_seconds": stage_seconds,

@@ -54,6 +54,8 @@ class Config:
                                       "sentences reaches this")
     edge_triggers: bool = _opt(True, "books: a sentence supports a relation only when it holds one of the "
                                       "label's trigger words (schema file)")
+    edge_frequent: int = _opt(0, "books: a pair co-mentioned in at least this many sentences keeps its most "
+                                 "confident relation even under edge_threshold (0: off)")
     exports: str = _opt("json,graphml,gexf,csv,html,png", "books: comma-separated export formats")
     backend: Literal["local", "ray"] = _opt("local", "books: run in this process, or one Ray task per book")
     ray_address: str | None = _opt(None, "books with --backend ray: a cluster's address (default: a local instance)")

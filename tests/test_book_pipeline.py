@@ -172,3 +172,19 @@ def test_trigger_gating_keeps_only_relations_a_sentence_states_in_words():
     assert ("carl", "parent_of", "anna") in gated                 # "father" is a parent_of trigger
     # acquaintance_of ("met") is only a runner-up: counted as probability, but never a top answer, so no edge
     assert ("anna", "acquaintance_of", "ben") not in gated
+
+
+def test_a_frequent_pair_keeps_its_best_relation_under_the_threshold():
+    schema = load_schema("characters")
+    book, characters = make_book()
+    _, where = book_pairs(book, characters)
+    by_sentence = {(w.sentence, w.head, w.tail): w.id for w in where}
+    preds = [  # Anna/Ben meet twice, each time a weak guess; Carl/Ben once
+        prediction(by_sentence[(0, "anna", "ben")], "friend_of", 0.3, {"friend_of": 0.3, "enemy_of": 0.2}),
+        prediction(by_sentence[(2, "anna", "ben")], "enemy_of", 0.25, {"enemy_of": 0.25, "friend_of": 0.2}),
+        prediction(by_sentence[(2, "carl", "ben")], "enemy_of", 0.2, {"enemy_of": 0.2}),
+    ]
+    assert aggregate_edges(book, where, preds, schema, threshold=0.5) == []
+    edges = aggregate_edges(book, where, preds, schema, threshold=0.5, frequent=2)
+    assert [(e.source, e.relation, e.target) for e in edges] == [("anna", "friend_of", "ben")]  # (0.3 + 0.2) / 2
+    assert edges[0].confidence == pytest.approx(0.25) and edges[0].support == 1

@@ -14,6 +14,10 @@ mention, so a pair may carry several relations (spouse_of and enemy_of).
 With `triggers` on, a sentence counts for a label only when it contains one of the label's trigger words
 from the schema ("sister" for sibling_of): most sentences naming two characters state no relation, and a
 guide trained on data with few negatives reads one into them anyway.
+
+With `frequent` N > 0, a pair co-mentioned in at least N sentences that kept no relation keeps its most
+confident one anyway: characters who meet that often are related somehow (what a co-occurrence graph
+assumes), and the guide's best answer is the best guess of how.
 """
 from __future__ import annotations
 
@@ -46,7 +50,7 @@ def trigger_patterns(schema: Schema) -> dict[str, re.Pattern]:
 
 
 def aggregate_edges(book: BookText, where: list[PairMention], predictions: Iterable[dict[str, Any]],
-                    schema: Schema, *, threshold: float = 0.3, triggers: bool = False,
+                    schema: Schema, *, threshold: float = 0.3, triggers: bool = False, frequent: int = 0,
                     evidence_per_edge: int = 3) -> list[Edge]:
     """Edges from the prediction records (one per PairMention, matched by id)."""
     by_id = {p["id"]: p for p in predictions}
@@ -76,14 +80,24 @@ def aggregate_edges(book: BookText, where: list[PairMention], predictions: Itera
         top.support += 1
         top.routes[pred.get("route", "slm")] += 1
         top.evidence.append((pred["confidence"], mention))
+    scored = []
+    for key, a in acc.items():
+        if a.support:
+            mentions = pair_mentions[tuple(sorted(key[1:3]))]
+            scored.append((sum(sorted(a.probabilities, reverse=True)[:TOP_K]) / min(TOP_K, mentions), key, a))
+    kept = [item for item in scored if item[0] >= threshold]
+    if frequent > 0:
+        linked = {tuple(sorted(key[1:3])) for _, key, _ in kept}
+        best: dict[tuple[str, str], tuple] = {}
+        for item in scored:
+            pair = tuple(sorted(item[1][1:3]))
+            if pair not in linked and pair_mentions[pair] >= frequent and item[0] > best.get(pair, (-1,))[0]:
+                best[pair] = item
+        kept += best.values()
     edges = []
-    for (label, source, target, directed), a in acc.items():
-        mentions = pair_mentions[tuple(sorted((source, target)))]
-        confidence = sum(sorted(a.probabilities, reverse=True)[:TOP_K]) / min(TOP_K, mentions)
-        if a.support == 0 or confidence < threshold:
-            continue
-        best = sorted(a.evidence, key=lambda e: (-e[0], e[1].start))[:evidence_per_edge]
-        evidence = [Evidence(book.text[m.start:m.end], m.chapter, m.start, m.end, round(p, 4)) for p, m in best]
+    for confidence, (label, source, target, directed), a in kept:
+        top = sorted(a.evidence, key=lambda e: (-e[0], e[1].start))[:evidence_per_edge]
+        evidence = [Evidence(book.text[m.start:m.end], m.chapter, m.start, m.end, round(p, 4)) for p, m in top]
         edges.append(Edge(source, target, label, round(confidence, 4), a.support, evidence,
                           {route: a.routes.get(route, 0) for route in ROUTES}, directed))
     return sorted(edges, key=lambda e: (-e.confidence, e.source, e.target, e.relation))

@@ -101,7 +101,7 @@ def _relations(run: BookRun, pairs: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _edges(run: BookRun, text: BookText, pairs: dict[str, Any], relations: list[dict]) -> list[Edge]:
     return aggregate_edges(text, pairs["where"], relations, run.schema, threshold=run.config.edge_threshold,
-                           triggers=run.config.edge_triggers)
+                           triggers=run.config.edge_triggers, frequent=run.config.edge_frequent)
 
 
 def _dump_pairs(value: dict[str, Any]) -> dict[str, Any]:
@@ -130,7 +130,8 @@ PIPELINE = Pipeline([
     Stage("relations", ("pairs",), 1, _relations,
           lambda r: {"scorer": r.scorer_id, "schema": r.schema.fingerprint, "escalation": r.escalation_id}),
     Stage("edges", ("text", "pairs", "relations"), 1, _edges,
-          lambda r: {"threshold": r.config.edge_threshold, "triggers": r.config.edge_triggers},
+          lambda r: {"threshold": r.config.edge_threshold, "triggers": r.config.edge_triggers,
+                     "frequent": r.config.edge_frequent},
           lambda edges: [e.to_json() for e in edges], lambda rows: [Edge.from_json(r) for r in rows]),
 ])
 STAGES = [*PIPELINE.names, "graph"]
