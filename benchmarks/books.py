@@ -36,7 +36,7 @@ MASSEY_NOVELS = {"Emma": "emma.txt", "Northanger Abbey": "northanger_abbey.txt",
                  "Sense and Sensibility": "sense_and_sensibility.txt", "Great Expectations": "great_expectations.txt",
                  "Silas Marner": "silas_marner.txt", "The Picture of Dorian Gray": "the_picture_of_dorian_gray.txt",
                  "Little Women": "little_women.txt", "Jane Eyre": "jane_eyre.txt"}
-SUPPORTS = (1, 2, 3, 5)
+SUPPORTS = (1, 2, 3, 5, 8, 10, 12, 15, 20)
 
 
 def chapters_file(novel: Path, first: int, last: int, out: Path) -> Path:
