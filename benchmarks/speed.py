@@ -5,6 +5,12 @@
 The baseline is what a plain LLM-style classifier does: the same model and prompt through the chat template,
 greedy `generate` of up to 10 new tokens, one pair at a time. Both run on the same pairs, after one warm-up
 call each; model loading is not timed. Prints one JSON object for BENCHMARKS.md.
+
+Also in that object: micro-F1 of both on the same pairs (a generated answer that is not a label, or with a
+label-code guide not a code, counts as a wrong positive answer); the guide's achieved GFLOP/s, counting the
+work it must do (2 x non-embedding parameters per prompt token after the cached shared prefix and per fed
+label token, 2 x hidden x vocabulary per scored position; padding not counted), and its share of the fp32
+matmul peak measured here at the model's own matrix shapes.
 """
 from __future__ import annotations
 
@@ -36,6 +42,7 @@ def main() -> None:
 
     from collab import api, datasets
     from collab.config import Config
+    from collab.metrics import score
     from collab.schema import load_schema
 
     torch.set_num_threads(args.threads)
@@ -64,6 +71,12 @@ def main() -> None:
 
     labels = set(schema.label_names)
     guide = api.guide_for(config, schema)
+    by_answer = dict(zip(scorer.answers(), scorer.labels))
+    gold = {p.id: list(p.gold_labels) for p in pairs}
+    naive_f1 = score(gold, {p.id: by_answer.get(a.strip(), a.strip() or "(empty)") for p, a in zip(pairs, answers)})
+    scored_f1 = score(gold, {p.id: pred.relation for p, pred in zip(pairs, predictions)})
+    flops = guide_flops(scorer, pairs)
+    peak = matmul_peak(model, tokens=args.batch_size * 48)
     print(json.dumps({
         "date": datetime.date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
         f"{args.threads} torch threads, {'cuda' if torch.cuda.is_available() else 'cpu'}",
@@ -74,9 +87,48 @@ def main() -> None:
         "scored_pairs_per_s": round(len(pairs) / scored_seconds, 3),
         "speedup": round(naive_seconds / scored_seconds, 2),
         "scored_valid_label_rate": sum(p.relation in labels for p in predictions) / len(predictions),
-        "agreement_with_generate": round(sum(a.strip() == p.relation for a, p in zip(answers, predictions))
+        "agreement_with_generate": round(sum(by_answer.get(a.strip()) == p.relation for a, p in zip(answers, predictions))
                                          / len(pairs), 4),
+        "naive_generate_micro_f1": round(naive_f1["micro_f1"], 4), "scored_micro_f1": round(scored_f1["micro_f1"], 4),
+        "scored_gflop_per_pair": round(flops / len(pairs) / 1e9, 3),
+        "scored_gflops": round(flops / scored_seconds / 1e9, 1), "matmul_peak_gflops": round(peak, 1),
+        "share_of_peak": round(flops / scored_seconds / 1e9 / peak, 3),
     }))
+
+
+def _body_and_head(model) -> tuple[int, int]:
+    """Parameters every token runs through (embeddings and LM head excluded) and the LM head's size."""
+    head = model.get_output_embeddings().weight
+    embedding = model.get_input_embeddings().weight
+    skip = {id(head), id(embedding)}
+    return sum(p.numel() for p in model.parameters() if id(p) not in skip), head.numel()
+
+
+def guide_flops(scorer, pairs) -> float:
+    """The floating-point work the guide's scoring has to do for these pairs (see the module docstring)."""
+    body, head = _body_and_head(scorer.model)
+    fed = len(scorer.shared_prefix)  # once per run
+    scored = 0
+    nodes = sum(trie.n_nodes for trie in scorer._tries) if scorer.tree else sum(len(c) - 1 for c in scorer.continuations)
+    for pair in pairs:
+        fed += len(scorer.prompt_ids(pair)) - len(scorer.shared_prefix) + nodes
+        scored += 1 + nodes
+    return 2.0 * body * fed + 2.0 * head * scored
+
+
+def matmul_peak(model, tokens: int, seconds: float = 2.0) -> float:
+    """fp32 GFLOP/s of this machine on the model's MLP shapes (tokens x hidden @ hidden x intermediate)."""
+    import torch
+
+    config = model.config
+    a = torch.randn(tokens, config.hidden_size)
+    b = torch.randn(config.hidden_size, config.intermediate_size)
+    a @ b
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        done += 1
+    return 2.0 * tokens * config.hidden_size * config.intermediate_size * done / (time.perf_counter() - start) / 1e9
 
 
 if __name__ == "__main__":

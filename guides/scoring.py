@@ -26,6 +26,7 @@ from collab.data import Pair, Prediction
 from collab.prompts import RenderedPrompt, load_template
 
 TOP_K = 5
+LABEL_CODES = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _END_OF_TURN_NAMES = ("<|im_end|>", "<end_of_turn>", "<|eot_id|>", "<|end|>", "<|endoftext|>")
 
 
@@ -104,12 +105,23 @@ class LabelScorer:
         """Token ids of the chat-formatted prompt, ending with the assistant turn's opening."""
         return self._encode(self._chat_text(self.render(pair).messages, generation_prompt=True))
 
+    def answers(self) -> list[str]:
+        """What the model writes for each label: the label itself, or with a `label_codes` template its
+        one-letter code (A, B, ... in label order)."""
+        if not self.template.extra.get("label_codes"):
+            return list(self.labels)
+        if len(self.labels) > len(LABEL_CODES):
+            raise ValueError(f"template {self.template.template} codes at most {len(LABEL_CODES)} labels, "
+                             f"not {len(self.labels)}")
+        return list(LABEL_CODES[:len(self.labels)])
+
     def _label_continuations(self) -> list[list[int]]:
         """Each label's tokens as the chat template writes them in an assistant turn, up to its end-of-turn token.
 
         Taken from the template itself (a probe conversation with and without the answer), so the tokens are the
         ones the model sees after the generation prompt. Falls back to label tokens + end-of-turn id when the
-        template does not extend the generation prompt textually.
+        template does not extend the generation prompt textually. Label codes are one token each and none is a
+        prefix of another, so their continuation is that token alone: all labels score in the prompt's own pass.
         """
         probe = self.template.render(text="x", head="x", tail="x", head_type=None, tail_type=None,
                                      labels=list(self.labels)).messages
@@ -118,15 +130,20 @@ class LabelScorer:
         end_of_turn = self._end_of_turn_id()
         specials = set(getattr(self.tokenizer, "all_special_ids", []) or []) | {end_of_turn}
         out = []
-        for label in self.labels:
-            full_text = self._chat_text(probe + [{"role": "assistant", "content": label}], generation_prompt=False)
+        for answer in self.answers():
+            full_text = self._chat_text(probe + [{"role": "assistant", "content": answer}], generation_prompt=False)
             full = self._encode(full_text)
             rest = full[len(prompt):] if full_text.startswith(prompt_text) and full[:len(prompt)] == prompt else None
             cut = next((i for i, t in enumerate(rest or []) if t in specials), None)
             if rest is not None and cut is not None and cut > 0:
                 out.append(rest[:cut + 1])
             else:
-                out.append(self._encode(label) + [end_of_turn])
+                out.append(self._encode(answer) + [end_of_turn])
+        if self.template.extra.get("label_codes"):
+            if any(len(c) != 2 for c in out) or len({c[0] for c in out}) != len(out):
+                raise ValueError(f"template {self.template.template}: this tokenizer does not write each label "
+                                 "code as one token of its own")
+            out = [c[:1] for c in out]
         return out
 
     def _shared_prefix(self) -> list[int]:

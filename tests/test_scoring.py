@@ -101,6 +101,19 @@ def test_kv_reuse_equals_the_naive_path(smollm2_f64):
 
 
 @pytest.mark.model
+def test_label_codes_score_every_label_in_the_prompt_pass_and_equal_the_naive_path(smollm2_f64):
+    """With single-token label codes nothing is fed after the prompt, and the scores are still exact."""
+    scorer = LabelScorer(*smollm2_f64, SEMEVAL, template="slm/guide_codes.v1")
+    assert scorer.answers()[:3] == ["A", "B", "C"] and all(len(c) == 1 for c in scorer.continuations)
+    assert len({c[0] for c in scorer.continuations}) == len(SEMEVAL) and scorer._tries[0].n_nodes == 0
+    batched = scorer.label_scores_batch(PAIRS)
+    for row, pair in zip(batched, PAIRS):
+        assert (row - scorer.naive_label_scores(pair)).abs().max().item() < 1e-4
+    with pytest.raises(ValueError, match="codes at most 52 labels"):
+        LabelScorer(*smollm2_f64, [f"label {i}" for i in range(53)], template="slm/guide_codes.v1")
+
+
+@pytest.mark.model
 def test_kv_reuse_matches_the_naive_path_in_fp32(smollm2):
     """In fp32 the two paths differ by float noise only (~2e-4 on scores around -50); the softmax is unaffected."""
     import torch
