@@ -1,0 +1,113 @@
+"""CPU training throughput of the guide's LoRA trainer against the same training padded to a fixed length.
+
+    python benchmarks/train_speed.py --n 96 --threads 2
+
+Both arms train the same LoRA (r 16 on q/k/v/o/gate/up/down of SmolLM2, fp32) on the same SemEval training
+pairs for the same number of micro-batches, each from fresh adapters, after one warm-up batch:
+
+* guide trainer (`guides/train.py`): length-bucketed batches, left-padded to the batch's longest pair, LM head
+  only over the answer columns, loss on the answer tokens;
+* baseline: every batch padded to `--max-length` tokens and the LM head over every column (what a plain
+  causal-LM fine-tune with ignored prompt labels computes), same loss.
+
+Tokens/s counts real (non-padding) tokens. Useful work = 4 x non-embedding parameters per real token (the
+forward pass, and the backward pass through the activations; frozen weights need no weight gradient and the
+LoRA matrices are tiny), LM head not counted; its rate is compared with the fp32 matmul peak measured here at
+the model's shapes. Prints one JSON object.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=96, help="training pairs per arm (micro-batches of 8)")
+    parser.add_argument("--max-length", type=int, default=128, help="the baseline's fixed padded length")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+
+    import torch
+
+    from collab import datasets
+    from collab.config import TrainSettings
+    from collab.schema import load_schema
+    from guides.models import load_model
+    from guides.scoring import LabelScorer
+    from guides.train import IGNORE, add_lora, answer_loss, bucketed_batches, collate, encode
+
+    from speed import _body_and_head, matmul_peak
+
+    torch.set_num_threads(args.threads)
+    schema = load_schema("semeval")
+    pairs = list(datasets.resolve("semeval:train").read(schema=schema))[:args.n + 8]
+    settings = TrainSettings()
+
+    def padded(examples, pad_id):
+        """The baseline batch: right-padded to max_length, logits over every column."""
+        n = len(examples)
+        ids = torch.full((n, args.max_length), pad_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        targets = torch.full((n, args.max_length - 1), IGNORE, dtype=torch.long)
+        for row, e in enumerate(examples):
+            ids[row, :len(e.ids)] = torch.tensor(e.ids)
+            mask[row, :len(e.ids)] = 1
+            targets[row, e.n_prompt - 1:len(e.ids) - 1] = torch.tensor(e.ids[e.n_prompt:])
+        return {"input_ids": ids, "attention_mask": mask, "position_ids": (mask.cumsum(1) - 1).clamp(min=0),
+                "targets": targets, "keep": args.max_length}
+
+    results = {}
+    for arm in ("guide_trainer", "padded_baseline"):
+        model, tokenizer = load_model("smollm2", None, device="cpu")
+        scorer = LabelScorer(model, tokenizer, schema.label_names, template="slm/guide.v1")
+        examples, _ = encode(pairs, scorer, lambda p: p.relation, args.max_length)
+        model = add_lora(model, settings)
+        model.train()
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=settings.lr)
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        if arm == "guide_trainer":
+            batches = [[examples[i] for i in b] for b in bucketed_batches([len(e.ids) for e in examples], 8, 13)]
+            make = lambda b: collate(b, pad)  # noqa: E731
+        else:
+            batches = [examples[i:i + 8] for i in range(0, len(examples), 8)]
+            make = lambda b: padded(b, pad)  # noqa: E731
+        batches = [make(b) for b in batches]
+        tokens = 0
+        start = None
+        for i, batch in enumerate(batches):
+            if i == 1:  # the first batch warms up
+                start = time.perf_counter()
+            loss = answer_loss(model, batch)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            if i >= 1:
+                tokens += int(batch["attention_mask"].sum())
+        seconds = time.perf_counter() - start
+        body, head = _body_and_head(model.get_base_model())
+        results[arm] = {"tokens_per_s": round(tokens / seconds, 1), "seconds": round(seconds, 2),
+                        "useful_gflops": round((4 * body * tokens) / seconds / 1e9, 1)}
+        peak = matmul_peak(model.get_base_model(), tokens=8 * 48)
+    guide, baseline = results["guide_trainer"], results["padded_baseline"]
+    print(json.dumps({
+        "date": datetime.date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+        f"{args.threads} torch threads", "command": "python " + " ".join(sys.argv), "pairs": args.n,
+        **{f"{arm}_{k}": v for arm, row in results.items() for k, v in row.items()},
+        "speedup": round(guide["tokens_per_s"] / baseline["tokens_per_s"], 2),
+        "matmul_peak_gflops": round(peak, 1),
+        "guide_trainer_share_of_peak": round(guide["useful_gflops"] / peak, 3),
+    }))
+
+
+if __name__ == "__main__":
+    main()
