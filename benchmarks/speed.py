@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--data", default="semeval:test")
     parser.add_argument("--n", type=int, default=200, help="first N pairs of the data")
     parser.add_argument("--schema", default="semeval")
-    parser.add_argument("--guide", default="semeval-smollm2", help="a language-model guide (generate needs one)")
+    parser.add_argument("--guide", default="semeval-smollm2-codes", help="a language-model guide (generate needs one)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--new-tokens", type=int, default=10)
