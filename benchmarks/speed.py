@@ -96,7 +96,8 @@ def main() -> None:
         "scored_valid_label_rate": sum(p.relation in labels for p in predictions) / len(predictions),
         "agreement_with_generate": round(sum(parsed(a) == p.relation for a, p in zip(answers, predictions))
                                          / len(pairs), 4),
-        "naive_generate_micro_f1": round(naive_f1["micro_f1"], 4), "scored_micro_f1": round(scored_f1["micro_f1"], 4),
+        "naive_generate_micro_f1": round(naive_f1["micro_f1"], 4),
+        "scored_micro_f1": round(scored_f1["micro_f1"], 4),
         "scored_gflop_per_pair": round(flops / len(pairs) / 1e9, 3),
         "scored_gflops": round(flops / scored_seconds / 1e9, 1), "matmul_peak_gflops": round(peak, 1),
         "share_of_peak": round(flops / scored_seconds / 1e9 / peak, 3),

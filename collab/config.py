@@ -33,7 +33,7 @@ class Config:
                               "guide for this schema and model, if any) or 'none' (untuned, zero-shot)")
     guide_url: str | None = _opt(None, "score with the guide served at this OpenAI-compatible completions endpoint "
                                        "that echoes prompt logprobs (vLLM with the guide's LoRA; README: GPU serving)")
-    guide_served_model: str | None = _opt(None, "the guide's model name at guide_url (default: the guide folder's name)")
+    guide_served_model: str | None = _opt(None, "the guide's model name at guide_url (default: its folder's name)")
     prompt: str = _opt("slm/schema_enum.v1", "prompt template for the small model without a guide, and for training "
                                              "(prompts/<group>/<name>.v<N>.yaml)")
     four_bit: bool | None = _opt(None, "small model in 4-bit NF4 (bitsandbytes); unset: on with CUDA, off on CPU, "

@@ -199,8 +199,8 @@ class Escalator:
 
     def __init__(self, schema: Schema, llm: LLM | None, retriever: Any, routing: Routing, merge: MergeSettings, *,
                  template: str = "llm/guide.v1", k: int = CANDIDATES, mass: float = CANDIDATE_MASS, demos: int = 4,
-                 budget_tokens: int | None = None, count_tokens: TokenCounter | None = None, demo_answers: Callable[[list[Pair]], list[Prediction]]
-                 | None = None, concurrency: int = 4):
+                 budget_tokens: int | None = None, count_tokens: TokenCounter | None = None,
+                 demo_answers: Callable[[list[Pair]], list[Prediction]] | None = None, concurrency: int = 4):
         self.schema, self.llm, self.retriever = schema, llm, retriever
         self.routing, self.merge = routing, merge
         self.template = load_template(template)
