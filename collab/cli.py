@@ -463,8 +463,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command("books", cmd_books, "books to character relation graphs (with no PATH: the bundled novel)",
                   ["shared", "cache_dir", "schema", "guide", "guide_url", "guide_served_model", "model", "prompt",
                    "four_bit", "batch_size", "threads", "min_mentions", "aliases", "pronouns", "window",
-                   "max_pair_mentions", "edge_threshold", "edge_triggers", "edge_frequent", "exports", "backend",
-                   "ray_address", *ESCALATION_FLAGS],
+                   "max_pair_mentions", "edge_threshold", "edge_triggers", "edge_frequent", "exports",
+                   "chapter_graphs", "backend", "ray_address", *ESCALATION_FLAGS],
                   defaults={"schema": "characters"})
     sub.add_argument("paths", nargs="*", metavar="PATH", help="plain-text books: files, folders or globs")
     sub.add_argument("--out", default="out/books", help="output folder, one subfolder per book [default: out/books]")

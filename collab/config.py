@@ -57,6 +57,8 @@ class Config:
     edge_frequent: int = _opt(0, "books: a pair co-mentioned in at least this many sentences keeps its most "
                                  "confident relation even under edge_threshold (0: off)")
     exports: str = _opt("json,graphml,gexf,csv,html,png", "books: comma-separated export formats")
+    chapter_graphs: bool = _opt(False, "books: also one graph per chapter, from that chapter's sentences only "
+                                       "(chapters/NNN/, listed in chapters/index.json)")
     backend: Literal["local", "ray"] = _opt("local", "books: run in this process, or one Ray task per book")
     ray_address: str | None = _opt(None, "books with --backend ray: a cluster's address (default: a local instance)")
     # escalation to a large model

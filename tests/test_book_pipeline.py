@@ -188,3 +188,32 @@ def test_a_frequent_pair_keeps_its_best_relation_under_the_threshold():
     edges = aggregate_edges(book, where, preds, schema, threshold=0.5, frequent=2)
     assert [(e.source, e.relation, e.target) for e in edges] == [("anna", "friend_of", "ben")]  # (0.3 + 0.2) / 2
     assert edges[0].confidence == pytest.approx(0.25) and edges[0].support == 1
+
+
+def test_chapter_graphs_hold_only_each_chapters_characters_and_evidence(tmp_path):
+    from dataclasses import replace
+
+    from collab.book.chapter_graphs import write_chapter_graphs
+    from collab.book.graph import read_graph_json
+
+    book, characters = make_book()
+    # Sentences 3 and 4 (the second paragraph) become chapter 2.
+    cut = book.sentences[3].start
+    book.chapters = [Chapter(1, "Chapter 1", 0, cut), Chapter(2, "Chapter 2", cut, len(book.text))]
+    book.sentences = [replace(s, chapter=1 if s.index < 3 else 2) for s in book.sentences]
+    _, where = book_pairs(book, characters)
+    by_sentence = {(w.sentence, w.head, w.tail): w.id for w in where}
+    preds = [prediction(by_sentence[(0, "anna", "ben")], "friend_of", 0.8, {"friend_of": 0.8}),
+             prediction(by_sentence[(2, "anna", "ben")], "no_relation", 0.9, {"no_relation": 0.9}),
+             prediction(by_sentence[(2, "carl", "anna")], "no_relation", 0.9, {"no_relation": 0.9}),
+             prediction(by_sentence[(2, "carl", "ben")], "no_relation", 0.9, {"no_relation": 0.9}),
+             prediction(by_sentence[(4, "carl", "anna")], "parent_of", 0.9, {"parent_of": 0.9})]
+    index = write_chapter_graphs(book, characters, where, preds, load_schema("characters"),
+                                 {"threshold": 0.3}, {"book": "fixture.txt"}, tmp_path, ["json", "csv"])
+    assert [(row["chapter"], row["characters"], row["edges"]) for row in index] == [(1, 3, 1), (2, 2, 1)]
+    assert json.loads((tmp_path / "chapters" / "index.json").read_text()) == index
+    first, second = (read_graph_json(tmp_path / row["folder"] / "graph.json") for row in index)
+    assert {(u, k, v) for u, v, k in first.edges(keys=True)} == {("anna", "friend_of", "ben")}
+    assert {(u, k, v) for u, v, k in second.edges(keys=True)} == {("carl", "parent_of", "anna")}
+    assert dict(second.nodes(data="mentions")) == {"anna": 2, "carl": 1}   # this chapter's mentions only
+    assert second.graph["chapter"] == 2 and (tmp_path / "chapters" / "002" / "edges.csv").is_file()

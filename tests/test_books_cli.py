@@ -65,7 +65,7 @@ def run_books(argv, scorer, monkeypatch):
 def test_books_writes_a_graph_with_typed_edges_evidence_and_a_manifest(book, tmp_path, monkeypatch, capsys):
     out = tmp_path / "out"
     assert run_books([str(book), "--out", str(out), "--min-mentions", "2", "--exports", "json,graphml,gexf,csv",
-                      "--edge-threshold", "0.25"],
+                      "--edge-threshold", "0.25", "--chapter-graphs"],
                      FakeScorer(), monkeypatch) == 0
     folder = out / "norland"
     data = json.loads((folder / "graph.json").read_text())
@@ -88,6 +88,13 @@ def test_books_writes_a_graph_with_typed_edges_evidence_and_a_manifest(book, tmp
     assert manifest["models"]["relation_scorer"] == "fake-scorer-1" and "torch" in manifest["versions"]
     assert set(manifest["stages"]) == {"text", "characters", "pairs", "relations", "edges", "graph"}
     assert "top characters" in capsys.readouterr().out
+    # Per-chapter graphs: the friendship is only stated in chapter II, the sisters named in both.
+    index = json.loads((folder / "chapters" / "index.json").read_text())
+    assert [row["chapter"] for row in index] == [1, 2] and manifest["counts"]["chapter_graphs"] == 2
+    per_chapter = [{r for _, _, r in nx.node_link_graph(json.loads((folder / row["folder"] / "graph.json").read_text()),
+                                                        edges="links").edges(data="relation")} for row in index]
+    assert "friend_of" not in per_chapter[0] and "friend_of" in per_chapter[1]
+    assert (folder / "chapters" / "002" / "graph.graphml").is_file()
 
 
 def test_a_rerun_recomputes_nothing_and_a_killed_run_resumes(book, tmp_path, monkeypatch):

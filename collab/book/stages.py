@@ -99,9 +99,13 @@ def _relations(run: BookRun, pairs: dict[str, Any]) -> list[dict[str, Any]]:
     return [out.done[p.id] for p in todo_pairs]
 
 
+def _edge_settings(run: BookRun) -> dict[str, Any]:
+    return {"threshold": run.config.edge_threshold, "triggers": run.config.edge_triggers,
+            "frequent": run.config.edge_frequent}
+
+
 def _edges(run: BookRun, text: BookText, pairs: dict[str, Any], relations: list[dict]) -> list[Edge]:
-    return aggregate_edges(text, pairs["where"], relations, run.schema, threshold=run.config.edge_threshold,
-                           triggers=run.config.edge_triggers, frequent=run.config.edge_frequent)
+    return aggregate_edges(text, pairs["where"], relations, run.schema, **_edge_settings(run))
 
 
 def _dump_pairs(value: dict[str, Any]) -> dict[str, Any]:
@@ -129,9 +133,7 @@ PIPELINE = Pipeline([
           _dump_pairs, _load_pairs),
     Stage("relations", ("pairs",), 1, _relations,
           lambda r: {"scorer": r.scorer_id, "schema": r.schema.fingerprint, "escalation": r.escalation_id}),
-    Stage("edges", ("text", "pairs", "relations"), 1, _edges,
-          lambda r: {"threshold": r.config.edge_threshold, "triggers": r.config.edge_triggers,
-                     "frequent": r.config.edge_frequent},
+    Stage("edges", ("text", "pairs", "relations"), 1, _edges, _edge_settings,
           lambda edges: [e.to_json() for e in edges], lambda rows: [Edge.from_json(r) for r in rows]),
 ])
 STAGES = [*PIPELINE.names, "graph"]
@@ -168,13 +170,21 @@ def run_book(run: BookRun, *, rerun_from: str | None = None) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"--exports: unknown format {unknown[0]!r}; known: {', '.join(EXPORTS)}")
     files = write_exports(graph, run.out, formats)
+    chapters = None
+    if run.config.chapter_graphs:
+        from .chapter_graphs import write_chapter_graphs
+
+        chapters = write_chapter_graphs(text, characters, outputs["pairs"]["where"], outputs["relations"],
+                                        run.schema, _edge_settings(run), meta, run.out, formats)
+        files["chapters"] = run.out / "chapters" / "index.json"
     report["graph"] = {"cached": False, "seconds": round(time.perf_counter() - graph_start, 2)}
     routes = {route: sum(e.routes.get(route, 0) for e in edges) for route in ("slm", "llm", "merged")}
     summary = {
         "book": str(run.path), "out": str(run.out),
         "counts": {"chars": len(text.text), "chapters": len(text.chapters), "sentences": len(text.sentences),
                    "characters": len(characters.characters), "mentions": len(characters.mentions),
-                   "pair_mentions": len(outputs["pairs"]["pairs"]), "edges": len(edges), "routes": routes},
+                   "pair_mentions": len(outputs["pairs"]["pairs"]), "edges": len(edges), "routes": routes,
+                   **({"chapter_graphs": len(chapters)} if chapters is not None else {})},
         "stripped": text.stripped,
         "stages": report,
         "seconds": round(time.perf_counter() - started, 2),

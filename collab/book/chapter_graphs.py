@@ -1,0 +1,50 @@
+"""One graph per chapter, for readers who follow how ties form and change through a book.
+
+A chapter's graph is built the way the book's is, from that chapter's share of the evidence only: its
+characters are those named in the chapter (with the chapter's mention counts), its edges are aggregated
+(collab.book.edges, same settings) from the pair mentions whose sentences lie in the chapter. So a relation
+the book states once per chapter shows in each of those chapters, and a chapter where two characters only meet
+has no edge between them. Files go to `chapters/<NNN>/` in the book's export formats, with `chapters/index.json`
+listing every chapter's number, title, counts and folder.
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Iterable
+
+from ..files import atomic_write_text
+from ..schema import Schema
+from .edges import aggregate_edges
+from .graph import build_graph, write_exports
+from .pairs import PairMention
+from .records import BookText, Characters
+
+
+def write_chapter_graphs(text: BookText, characters: Characters, where: list[PairMention],
+                         relations: list[dict[str, Any]], schema: Schema, settings: dict[str, Any],
+                         meta: dict[str, Any], out_dir: Path, formats: Iterable[str]) -> list[dict[str, Any]]:
+    """Write every chapter's graph under `out_dir/chapters/`; `settings` are aggregate_edges' keyword
+    arguments. Returns the index rows (also written to chapters/index.json)."""
+    formats = list(formats)
+    chapter_of_sentence = {s.index: s.chapter for s in text.sentences}
+    mentions = Counter((chapter_of_sentence[m.sentence], m.character) for m in characters.mentions)
+    by_chapter: dict[int, list[PairMention]] = {}
+    for mention in where:
+        by_chapter.setdefault(mention.chapter, []).append(mention)
+    index = []
+    for chapter in text.chapters:
+        named = [replace(c, mentions=mentions[chapter.number, c.id]) for c in characters.characters
+                 if mentions[chapter.number, c.id]]
+        if not named:
+            continue
+        edges = aggregate_edges(text, by_chapter.get(chapter.number, []), relations, schema, **settings)
+        folder = f"chapters/{chapter.number:03d}"
+        graph = build_graph(named, edges, {**meta, "chapter": chapter.number, "chapter_title": chapter.title})
+        write_exports(graph, out_dir / folder, formats)
+        index.append({"chapter": chapter.number, "title": chapter.title, "characters": len(named),
+                      "edges": len(edges), "folder": folder})
+    atomic_write_text(out_dir / "chapters" / "index.json", json.dumps(index, indent=1, ensure_ascii=False) + "\n")
+    return index
