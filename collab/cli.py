@@ -464,7 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
                   ["shared", "cache_dir", "schema", "guide", "guide_url", "guide_served_model", "model", "prompt",
                    "four_bit", "batch_size", "threads", "min_mentions", "aliases", "pronouns", "window",
                    "max_pair_mentions", "edge_threshold", "edge_triggers", "edge_frequent", "exports",
-                   "chapter_graphs", "backend", "ray_address", *ESCALATION_FLAGS],
+                   "chapter_graphs", "backend", "ray_address", "ray_pairs_per_task", *ESCALATION_FLAGS],
                   defaults={"schema": "characters"})
     sub.add_argument("paths", nargs="*", metavar="PATH", help="plain-text books: files, folders or globs")
     sub.add_argument("--out", default="out/books", help="output folder, one subfolder per book [default: out/books]")

@@ -61,6 +61,8 @@ class Config:
                                        "(chapters/NNN/, listed in chapters/index.json)")
     backend: Literal["local", "ray"] = _opt("local", "books: run in this process, or one Ray task per book")
     ray_address: str | None = _opt(None, "books with --backend ray: a cluster's address (default: a local instance)")
+    ray_pairs_per_task: int = _opt(256, "books with --backend ray: a book's pair sentences are classified in "
+                                        "tasks of this many, so one long book spreads over the workers (0: not split)")
     # escalation to a large model
     escalate: Literal["never", "auto", "always"] = _opt("never", "ask the LLM: never, auto (pairs the guide is "
                                                                  "unsure of, and long-tail answers) or always")

@@ -1,5 +1,6 @@
-"""books --backend ray: three small books as Ray tasks on a local instance give the same graphs as one
-process, with the real shipped characters guide (integration: starts Ray and loads MiniLM in its workers)."""
+"""books --backend ray: three small books as Ray tasks on a local instance, their pair sentences split into
+tasks of their own, give the same graphs as one process, with the real shipped characters guide
+(integration: starts Ray and loads MiniLM in its workers)."""
 from __future__ import annotations
 
 import importlib.util
@@ -38,12 +39,17 @@ def test_ray_and_one_process_give_identical_graphs(books, tmp_path):
     common = [str(books), "--min-mentions", "2", "--exports", "json,csv", "--edge-threshold", "0.2",
               "--cache-dir", str(tmp_path / "cache")]
     assert cli.main(["books", *common, "--out", str(tmp_path / "local")]) == 0
-    assert cli.main(["books", *common, "--out", str(tmp_path / "ray"), "--backend", "ray"]) == 0
+    # Tasks of 3 pair sentences: each book's relation stage is spread over several tasks.
+    assert cli.main(["books", *common, "--out", str(tmp_path / "ray"), "--backend", "ray",
+                     "--ray-pairs-per-task", "3"]) == 0
     local, distributed = graphs(tmp_path / "local"), graphs(tmp_path / "ray")
     assert local == distributed
     assert all(g["nodes"] for g in local.values()) and any(g["links"] for g in local.values())
     for name in NAMES:
         assert (tmp_path / "ray" / name / "edges.csv").read_text() == (tmp_path / "local" / name / "edges.csv").read_text()
+    pair_mentions = [json.loads((tmp_path / "ray" / n / "run.json").read_text())["counts"]["pair_mentions"]
+                     for n in NAMES]
+    assert max(pair_mentions) > 3
     summary = json.loads((tmp_path / "ray" / "summary.json").read_text())
     assert [book["book"].rsplit("/", 1)[1] for book in summary["books"]] == sorted(f"{n}.txt" for n in NAMES)
     assert summary["failed"] == []

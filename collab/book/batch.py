@@ -8,13 +8,16 @@ stopped and the outputs are the same as a single-process run's. Ray retries a jo
 Ray: `ray_address` None starts a local instance on this machine's cores; an address joins a cluster, whose
 workers need collab installed and the output folder on a filesystem they share with the driver. Usage
 statistics are off. Each task runs the scorer on one thread, so a worker per core does not oversubscribe.
+A book's relation stage is split further: its pair sentences go out as tasks of `ray_pairs_per_task`, so
+one long book also spreads over the cluster (a book task waiting on them gives its CPU back meanwhile).
+Each worker loads the guide once (collab.api caches it per process).
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from ..config import Config
 from ..data import DataError
@@ -42,8 +45,9 @@ def plan_jobs(paths: Iterable[Path], out: Path) -> list[BookJob]:
 
 
 def run_job(job: BookJob, config: Config, aliases: dict | None, rerun_from: str | None,
-            progress: bool = True, escalation: Any = None) -> dict[str, Any]:
-    """{"summary": ...} for a finished book, {"failed": {book, error}} for a bad one."""
+            progress: bool = True, escalation: Any = None, pair_tasks: bool = False) -> dict[str, Any]:
+    """{"summary": ...} for a finished book, {"failed": {book, error}} for a bad one. `pair_tasks`: inside
+    a Ray task, classify the book's pair sentences in Ray tasks of their own."""
     from .. import api
     from ..schema import load_schema
     from .stages import BookRun, run_book
@@ -51,11 +55,34 @@ def run_job(job: BookJob, config: Config, aliases: dict | None, rerun_from: str 
     schema = load_schema(config.schema)
     run = BookRun(job.path, config, schema, api.scorer_identity(config, schema),
                   lambda: api.scorer_for(config, schema), job.out, progress=progress, aliases=aliases,
-                  escalation=escalation)
+                  escalation=escalation,
+                  pair_predictor=ray_pair_predictions if pair_tasks and config.ray_pairs_per_task > 0 else None)
     try:
         return {"summary": run_book(run, rerun_from=rerun_from)}
     except (BookError, DataError) as e:
         return {"failed": {"book": str(job.path), "error": str(e)}}
+
+
+def predict_pairs(config: Config, pairs: list) -> list:
+    """One Ray task's share of a book: predictions for `pairs`, in order."""
+    from .. import api
+    from ..schema import load_schema
+
+    schema = load_schema(config.schema)
+    return list(api.scorer_for(config, schema).iter_predict(pairs, config.batch_size))
+
+
+def ray_pair_predictions(config: Config, pairs: list) -> Iterator:
+    """Predictions for a book's pairs from Ray tasks of `config.ray_pairs_per_task` pairs, as each finishes
+    (the relation stage saves them as they come, so a driver that dies loses only the tasks in flight)."""
+    import ray
+
+    size = config.ray_pairs_per_task
+    task = ray.remote(num_cpus=1, max_retries=RETRIES)(predict_pairs)
+    pending = [task.remote(config, pairs[i:i + size]) for i in range(0, len(pairs), size)]
+    while pending:
+        finished, pending = ray.wait(pending, num_returns=1)
+        yield from ray.get(finished[0])
 
 
 def run_local(jobs: list[BookJob], config: Config, aliases: dict | None, rerun_from: str | None,
@@ -84,7 +111,7 @@ def run_ray(jobs: list[BookJob], config: Config, aliases: dict | None, rerun_fro
     try:
         task = ray.remote(num_cpus=1, max_retries=RETRIES)(run_job)
         one_thread = config.replace(threads=1)
-        refs = [task.remote(job, one_thread, aliases, rerun_from, False) for job in jobs]
+        refs = [task.remote(job, one_thread, aliases, rerun_from, False, None, True) for job in jobs]
         pending, done = list(refs), {}
         with tqdm(total=len(refs), unit="book", disable=len(refs) < 2, dynamic_ncols=True) as bar:
             while pending:

@@ -43,6 +43,7 @@ class BookRun:
     progress: bool = True
     aliases: dict[str, list[str]] | None = None
     escalation: Any = None  # collab.predict.EscalationSession: ask the LLM where the guide is unsure
+    pair_predictor: Any = None  # (config, pairs) -> predictions elsewhere (Ray tasks); None: this process
     _scorer: Any = field(default=None, repr=False)
 
     @property
@@ -88,7 +89,9 @@ def _relations(run: BookRun, pairs: dict[str, Any]) -> list[dict[str, Any]]:
     todo = [p for p in todo_pairs if p.id not in out.done
             or any(flag in out.done[p.id].get("flags", []) for flag in REDO_FLAGS)]
     if todo:
-        if run.escalation is None:
+        if run.pair_predictor is not None:
+            predictions = run.pair_predictor(run.config, todo)
+        elif run.escalation is None:
             predictions = run.scorer().iter_predict(todo, run.config.batch_size)
         else:
             predictions = escalated_predictions(run.escalation, todo, run.scorer(), run.config.batch_size)
