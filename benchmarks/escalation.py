@@ -88,13 +88,7 @@ def main_bench() -> None:
                                                                               else ""))
     data = args.data
     if args.sample:
-        import random
-
-        # the pairs as read into the schema (dataset labels mapped), so the sample file needs no mapping
-        pairs = list(source.read(schema=schema, require_label=True))
-        chosen = random.Random(13).sample(pairs, min(args.sample, len(pairs)))
-        data = str(out / "sample.jsonl")
-        atomic_write_text(data, "".join(json.dumps(p.to_json(), ensure_ascii=False) + "\n" for p in chosen))
+        data = str(datasets.write_sample(args.data, schema, args.sample, out / "sample.jsonl"))
     pred = out / "escalated.jsonl"
     escalate = ["--escalate", "always"] if args.guide == "none" else ["--escalate", "auto", "--escalate-rate",
                                                                        str(args.rate)]

@@ -51,3 +51,15 @@ def test_head_tail_is_cached_and_reported(tmp_path):
     assert covered >= 0.8
     assert list((tmp_path / "splits").glob("semeval.v1-*.json"))
     assert datasets.head_tail(schema, cache_dir=tmp_path) == first
+
+
+def test_a_written_sample_is_seeded_mapped_and_readable_without_a_mapping(tmp_path):
+    schema = load_schema("characters")
+    first = datasets.write_sample("dialogre:dev", schema, 20, tmp_path / "a.jsonl")
+    again = datasets.write_sample("dialogre:dev", schema, 20, tmp_path / "b.jsonl")
+    assert first.read_text() == again.read_text()
+    pairs = list(datasets.resolve(first).read(schema=schema, require_label=True))
+    assert len(pairs) == 20 and len({p.id for p in pairs}) == 20
+    assert {p.relation for p in pairs} <= set(schema.label_names)   # DialogRE labels already mapped
+    other = datasets.write_sample("dialogre:dev", schema, 20, tmp_path / "c.jsonl", seed=14)
+    assert other.read_text() != first.read_text()
