@@ -52,3 +52,18 @@ def test_replace_validates():
     assert isinstance(Config().replace(shared="x").shared, Path)
     with pytest.raises(ValueError):
         Config().replace(seed="x")
+
+
+def test_the_readme_lists_every_config_field():
+    """The README's one-screen list of settings is how users find a flag; a new field must appear in it."""
+    import dataclasses
+    import re
+    from pathlib import Path
+
+    from collab.config import Config
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    listing = readme[readme.index("shared, cache_dir,"):]
+    listing = listing[:listing.index("```")]
+    listed = set(re.findall(r"\b([a-z][a-z0-9_]*)\b(?:=|,|\s|$)", listing))
+    assert [f.name for f in dataclasses.fields(Config) if f.name not in listed] == []
