@@ -48,7 +48,8 @@ def as_pairs(items: Iterable[PairLike]) -> list[Pair]:
 
 @lru_cache(maxsize=2)
 def _scorer(model: str, prompt: str, schema_id: str, four_bit: bool | None, cache_dir: Path | None,
-            guide: str | None, guide_url: str | None = None, guide_served_model: str | None = None):
+            guide: str | None, guide_url: str | None = None, guide_served_model: str | None = None,
+            api_key_env: str = "OPENAI_API_KEY"):
     # Model loads dominate start-up, so one process keeps the last two scorers it built.
     from guides.models import load_model
 
@@ -58,7 +59,8 @@ def _scorer(model: str, prompt: str, schema_id: str, four_bit: bool | None, cach
         from guides.guide import served_guide
 
         return served_guide(guide, guide_url, Config(model=model, cache_dir=cache_dir,
-                                                     guide_served_model=guide_served_model),
+                                                     guide_served_model=guide_served_model,
+                                                     llm_api_key_env=api_key_env),
                             expect_schema=schema_id)
     if guide_url:
         raise ValueError("--guide-url serves a tuned guide: name one with --guide")
@@ -107,7 +109,7 @@ def scorer_for(config: Config, schema: Schema):
 
         check_endpoint(config.guide_url, config.privacy, "guide endpoint")
     return _scorer(config.model, config.prompt, str(schema.path), config.four_bit, config.cache_dir,
-                   guide_for(config, schema), config.guide_url, config.guide_served_model)
+                   guide_for(config, schema), config.guide_url, config.guide_served_model, config.llm_api_key_env)
 
 
 def extract(items: Iterable[PairLike], *, config: Config | None = None, **overrides: Any) -> list[Prediction]:

@@ -128,3 +128,21 @@ def test_endpoint_scores_equal_local_scores(model_cache):
         assert [p.relation for p in remote.predict(PAIRS)] == [p.relation for p in local.predict(PAIRS)]
     finally:
         server.shutdown()
+
+
+def test_the_served_guide_gets_the_key_variable_the_user_named(monkeypatch):
+    from collab import api
+    from collab.config import Config
+    from collab.schema import load_schema
+    from guides import guide
+
+    seen = {}
+    monkeypatch.setattr(guide, "served_guide", lambda spec, url, config, **_: seen.setdefault("config", config))
+    api._scorer.cache_clear()
+    try:
+        config = Config(schema="semeval", guide="semeval-smollm2-codes", guide_url="http://127.0.0.1:1/v1",
+                        guide_served_model="codes", llm_api_key_env="MY_GUIDE_KEY")
+        api.scorer_for(config, load_schema("semeval"))
+    finally:
+        api._scorer.cache_clear()
+    assert seen["config"].llm_api_key_env == "MY_GUIDE_KEY" and seen["config"].guide_served_model == "codes"
