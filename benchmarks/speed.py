@@ -1,6 +1,7 @@
 """Prediction speed of the guide's batched label scoring against naive per-pair generation, in the same run.
 
     python benchmarks/speed.py --data semeval:test --n 200 --threads 2
+    python benchmarks/speed.py --book-pairs out/books/<book>/stages/pairs.json --n 400 --threads 2
 
 The baseline is what a plain LLM-style classifier does: the same model and prompt through the chat template,
 greedy `generate` of up to 10 new tokens, one pair at a time. Both run on the same pairs, after one warm-up
@@ -12,6 +13,11 @@ answer it starts with); the guide's achieved GFLOP/s, counting the
 work it must do (2 x non-embedding parameters per prompt token after the cached shared prefix and per fed
 label token, 2 x hidden x vocabulary per scored position; padding not counted), and its share of the fp32
 matmul peak measured here at the model's own matrix shapes.
+
+The guide runs twice: as it is, where pairs of one sentence share a batch row, and with that sharing off
+(`unshared_*`), with the answers compared. `--book-pairs` takes the pair sentences of a `books` run (its
+stages/pairs.json, in book order) instead of a labelled split: there a sentence often names three or more
+characters, so several pairs share it; with no gold, F1 is not reported.
 """
 from __future__ import annotations
 
@@ -32,6 +38,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default="semeval:test")
     parser.add_argument("--n", type=int, default=200, help="first N pairs of the data")
+    parser.add_argument("--book-pairs", help="a books run's stages/pairs.json, instead of --data")
     parser.add_argument("--schema", default="semeval")
     parser.add_argument("--guide", default="semeval-smollm2-codes", help="a language-model guide (generate needs one)")
     parser.add_argument("--threads", type=int, default=2)
@@ -49,7 +56,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     config = Config(schema=args.schema, guide=args.guide, threads=args.threads, batch_size=args.batch_size)
     schema = load_schema(args.schema)
-    pairs = list(datasets.resolve(args.data).read(schema=schema))[:args.n]
+    pairs = (book_pairs(args.book_pairs) if args.book_pairs
+             else list(datasets.resolve(args.data).read(schema=schema)))[:args.n]
     scorer = api.scorer_for(config, schema)
     model, tokenizer = scorer.model, scorer.tokenizer
 
@@ -69,6 +77,12 @@ def main() -> None:
     start = time.perf_counter()
     predictions = scorer.predict(pairs, args.batch_size)
     scored_seconds = time.perf_counter() - start
+    scorer.share_sentences = False
+    start = time.perf_counter()
+    unshared = scorer.predict(pairs, args.batch_size)
+    unshared_seconds = time.perf_counter() - start
+    scorer.share_sentences = True
+    texts = [p.text for p in pairs]
 
     labels = set(schema.label_names)
     guide = api.guide_for(config, schema)
@@ -80,14 +94,18 @@ def main() -> None:
         return next((label for answer, label in by_answer if text.strip().startswith(answer)), None)
 
     gold = {p.id: list(p.gold_labels) for p in pairs}
-    naive_f1 = score(gold, {p.id: parsed(a) or a.strip() or "(empty)" for p, a in zip(pairs, answers)})
-    scored_f1 = score(gold, {p.id: pred.relation for p, pred in zip(pairs, predictions)})
+    labelled = not args.book_pairs
+    naive_f1 = score(gold, {p.id: parsed(a) or a.strip() or "(empty)" for p, a in zip(pairs, answers)}) \
+        if labelled else {"micro_f1": None}
+    scored_f1 = score(gold, {p.id: pred.relation for p, pred in zip(pairs, predictions)}) if labelled \
+        else {"micro_f1": None}
     flops = guide_flops(scorer, pairs)
     peak = matmul_peak(model, tokens=args.batch_size * 48)
     print(json.dumps({
         "date": datetime.date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
         f"{args.threads} torch threads, {'cuda' if torch.cuda.is_available() else 'cpu'}",
-        "command": "python " + " ".join(sys.argv), "data": args.data, "pairs": len(pairs),
+        "command": "python " + " ".join(sys.argv), "data": args.book_pairs or args.data, "pairs": len(pairs),
+        "pairs_per_sentence": round(len(pairs) / len(set(texts)), 2),
         "guide": Path(guide).name if guide else f"none ({config.model}, {config.prompt})",
         "naive_generate_pairs_per_s": round(len(pairs) / naive_seconds, 3),
         "naive_generate_valid_label_rate": round(sum(parsed(a) is not None for a in answers) / len(answers), 4),
@@ -96,12 +114,26 @@ def main() -> None:
         "scored_valid_label_rate": sum(p.relation in labels for p in predictions) / len(predictions),
         "agreement_with_generate": round(sum(parsed(a) == p.relation for a, p in zip(answers, predictions))
                                          / len(pairs), 4),
-        "naive_generate_micro_f1": round(naive_f1["micro_f1"], 4),
-        "scored_micro_f1": round(scored_f1["micro_f1"], 4),
+        "unshared_pairs_per_s": round(len(pairs) / unshared_seconds, 3),
+        "sharing_speedup": round(unshared_seconds / scored_seconds, 2),
+        "unshared_same_answers": [p.relation for p in unshared] == [p.relation for p in predictions],
+        "unshared_max_probability_gap": max(abs(a.confidence - b.confidence) for a, b in zip(unshared, predictions)),
+        "naive_generate_micro_f1": None if naive_f1["micro_f1"] is None else round(naive_f1["micro_f1"], 4),
+        "scored_micro_f1": None if scored_f1["micro_f1"] is None else round(scored_f1["micro_f1"], 4),
         "scored_gflop_per_pair": round(flops / len(pairs) / 1e9, 3),
         "scored_gflops": round(flops / scored_seconds / 1e9, 1), "matmul_peak_gflops": round(peak, 1),
         "share_of_peak": round(flops / scored_seconds / 1e9 / peak, 3),
     }))
+
+
+def book_pairs(path: str) -> list:
+    """The pairs of a books run, in book order (as the relations stage sends them)."""
+    from collab.data import parse_pair
+
+    data = json.loads(Path(path).read_text(encoding="utf-8"))["data"]
+    start = {w["id"]: w["start"] for w in data["where"]}
+    pairs = [parse_pair(json.dumps(p), (path, i + 1)) for i, p in enumerate(data["pairs"])]
+    return sorted(pairs, key=lambda p: start[p.id])
 
 
 def _body_and_head(model) -> tuple[int, int]:
@@ -113,15 +145,21 @@ def _body_and_head(model) -> tuple[int, int]:
 
 
 def guide_flops(scorer, pairs) -> float:
-    """The floating-point work the guide's scoring has to do for these pairs (see the module docstring)."""
+    """The floating-point work the guide's scoring has to do for these pairs (see the module docstring); the
+    prompt tokens that pairs of one text have in common count once, as when they share a batch row."""
+    from guides.scoring import _common_length
+
     body, head = _body_and_head(scorer.model)
-    fed = len(scorer.shared_prefix)  # once per run
-    scored = 0
+    k = len(scorer.shared_prefix)
+    fed = k  # once per run
     nodes = sum(trie.n_nodes for trie in scorer._tries) if scorer.tree else sum(len(c) - 1 for c in scorer.continuations)
+    by_text: dict[str, list[list[int]]] = {}
     for pair in pairs:
-        fed += len(scorer.prompt_ids(pair)) - len(scorer.shared_prefix) + nodes
-        scored += 1 + nodes
-    return 2.0 * body * fed + 2.0 * head * scored
+        by_text.setdefault(pair.text, []).append(scorer.prompt_ids(pair)[k:])
+    for rests in by_text.values():
+        common = _common_length(rests) if scorer.share_sentences else 0
+        fed += common + sum(len(r) - common + nodes for r in rests)
+    return 2.0 * body * fed + 2.0 * head * len(pairs) * (1 + nodes)
 
 
 def matmul_peak(model, tokens: int, seconds: float = 2.0) -> float:

@@ -45,12 +45,15 @@ class LabelScorer:
     model once per scorer and their KV cache is reused for every pair; only the pair-specific rest of the prompt
     runs per pair. The cache is rebuilt by itself when the device changes or an optimizer updates trainable
     parameters in place; call `reset_prefix_cache()` after any other change to the weights.
+
+    `share_sentences`: pairs of one batch with the same text run their common prompt tokens once (see
+    `label_scores_batch`); off, each pair has a row of its own (the same scores, for speed comparisons).
     """
 
     def __init__(self, model: Any, tokenizer: Any, labels: Sequence[str], *, template: str = "slm/zero_shot.v1",
                  top_k: int = TOP_K, label_batch: int = 64, reuse_prefix: bool = True, tree: bool = True,
                  temperature: float = 1.0, never_final: str | None = None,
-                 demonstrations: Callable[[Pair], Sequence[Pair]] | None = None):
+                 demonstrations: Callable[[Pair], Sequence[Pair]] | None = None, share_sentences: bool = True):
         labels = tuple(labels)
         if not labels:
             raise ValueError("LabelScorer needs at least one label")
@@ -71,6 +74,7 @@ class LabelScorer:
                              "`demonstrations` (collab.retrieval.demonstration_picker)")
         self.demonstrations = demonstrations
         self.top_k, self.label_batch = top_k, max(1, label_batch)
+        self.share_sentences = share_sentences
         # model None: the scores come from elsewhere (guides.endpoint); prompts and labels are still built here
         self._keeps_logits = model is not None and (
             "logits_to_keep" in inspect.signature(_base_model(model).forward).parameters)
@@ -253,10 +257,12 @@ class LabelScorer:
         """`label_scores` for several pairs at once (shape [n_pairs, n_labels]): one forward pass over all the
         prompts, one over all the label tries. Bigger matrix products are what a CPU does fast.
 
-        Each row of the KV cache is [shared prefix][left padding][pair-specific prompt][trie nodes]; a 4D mask
-        hides the padding and gives each trie node its ancestors only, and position ids skip the padding, so
-        every row sees what the one-pair path sees. Models where a custom mask cannot be used go one pair at a
-        time.
+        Pairs with the same text (a book sentence naming three characters gives three pairs) share one row:
+        [shared prefix][left padding][the prompt tokens they have in common][each pair's own rest]..., so the
+        sentence runs once. A 4D mask hides the padding and lets each pair's rest see the common part and
+        itself only; position ids restart after the common part for each rest, and each trie node sees its
+        pair's prompt and its ancestors; so every pair sees exactly what the one-pair path sees. Models
+        where a custom mask cannot be used go one pair at a time.
         """
         if not self.tree:
             return torch.stack([self.label_scores(p) for p in pairs])
@@ -266,36 +272,24 @@ class LabelScorer:
         k = len(self.shared_prefix)
         if not (k and all(len(ids) > k and ids[:k] == self.shared_prefix for ids in prompts)):
             k = 0
-        rests = [ids[k:] for ids in prompts]
-        n, width = len(rests), max(len(r) for r in rests)
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        ids = torch.full((n, width), pad, dtype=torch.long)
-        real = torch.zeros((n, width), dtype=torch.bool)
-        positions = torch.zeros((n, width), dtype=torch.long)
-        for row, rest in enumerate(rests):
-            ids[row, width - len(rest):] = torch.tensor(rest)
-            real[row, width - len(rest):] = True
-            positions[row, width - len(rest):] = torch.arange(k, k + len(rest))
-        causal = torch.ones((width, width), dtype=torch.bool).tril()
-        visible = torch.cat([torch.ones((n, width, k), dtype=torch.bool), causal[None] & real[:, None, :]], dim=2)
-        # A padding query sees the prefix (or itself), so no softmax row is empty; its output is never used.
-        visible[:, :, k:] |= torch.eye(width, dtype=torch.bool)[None] & ~real[:, :, None]
+        rows = _Rows([ids[k:] for ids in prompts], [p.text if self.share_sentences else i
+                                                    for i, p in enumerate(pairs)], k)
         with _eval_mode(self.model):
             cache = None
             if k:
                 cache = self._prefix_kv(device)
-                cache.batch_repeat_interleave(n)
-            kwargs = {"logits_to_keep": 1} if self._keeps_logits else {}
-            out = self.model(input_ids=ids.to(device), position_ids=positions.to(device),
-                             attention_mask=self._mask(visible).to(device), past_key_values=cache, use_cache=True,
-                             **kwargs)
-            first = torch.log_softmax(_wide(out.logits[:, -1]), dim=-1)  # [n, vocab]
+                cache.batch_repeat_interleave(rows.n)
+            kwargs = {"logits_to_keep": rows.keep} if self._keeps_logits else {}
+            out = self.model(input_ids=rows.ids.to(device), position_ids=rows.positions.to(device),
+                             attention_mask=self._mask(rows.visible()).to(device), past_key_values=cache,
+                             use_cache=True, **kwargs)
+            at_ends = out.logits[rows.row_of, rows.end_column if self._keeps_logits else rows.end_index]
+            first = torch.log_softmax(_wide(at_ends), dim=-1)  # [n_pairs, vocab], in input order
             cache = out.past_key_values
             scores = []
-            for g, trie in enumerate(self._tries):
+            for trie in self._tries:
                 group_cache = cache if len(self._tries) == 1 else copy.deepcopy(cache)
-                scores.append(self._score_tree_batch(trie, first, group_cache, real, k, torch.tensor(
-                    [len(r) for r in rests]), device))
+                scores.append(self._score_tree_batch(trie, first, group_cache, rows, device))
         return torch.cat(scores, dim=1).cpu()
 
     def _check_length(self, pairs: Sequence[Pair], prompts: list[list[int]]) -> None:
@@ -313,21 +307,20 @@ class LabelScorer:
         dtype = _logits_dtype(self.model)  # eager attention adds the mask to the scores
         return torch.zeros(visible.shape, dtype=dtype).masked_fill_(~visible, torch.finfo(dtype).min)[:, None]
 
-    def _score_tree_batch(self, trie: _Trie, first: torch.Tensor, cache: Any, real: torch.Tensor, k: int,
-                          lengths: torch.Tensor, device: torch.device) -> torch.Tensor:
-        n = first.shape[0]
-        scores = first[:, trie.first_tokens.to(device)]  # [n, labels]
+    def _score_tree_batch(self, trie: _Trie, first: torch.Tensor, cache: Any, rows: "_Rows",
+                          device: torch.device) -> torch.Tensor:
+        scores = first[:, trie.first_tokens.to(device)]  # [n_pairs, labels]
         if trie.n_nodes == 0:
             return scores
-        visible = torch.cat([torch.ones((n, trie.n_nodes, k), dtype=torch.bool),
-                             real[:, None, :].expand(n, trie.n_nodes, real.shape[1]),
-                             trie.ancestors[None].expand(n, -1, -1)], dim=2)
-        positions = trie.depths[None] + (k + lengths)[:, None]
-        out = self.model(input_ids=trie.tokens[None].expand(n, -1).to(device), position_ids=positions.to(device),
-                         attention_mask=self._mask(visible).to(device), past_key_values=cache, use_cache=True)
-        logits = _wide(out.logits)  # [n, nodes, vocab]
-        nodes, targets = trie.score_node.to(device), trie.score_target.to(device)
-        token_logp = logits[:, nodes, targets] - torch.logsumexp(logits, dim=-1)[:, nodes]
+        visible, positions = rows.trie_view(trie)
+        out = self.model(input_ids=trie.tokens.repeat(rows.blocks)[None].expand(rows.n, -1).to(device),
+                         position_ids=positions.to(device), attention_mask=self._mask(visible).to(device),
+                         past_key_values=cache, use_cache=True)
+        logits = _wide(out.logits)  # [rows, blocks * nodes, vocab]
+        row = rows.row_of.to(device)[:, None]
+        nodes = trie.score_node.to(device)[None] + (rows.block_of.to(device) * trie.n_nodes)[:, None]
+        token_logp = (logits[row, nodes, trie.score_target.to(device)[None]]
+                      - torch.logsumexp(logits, dim=-1)[row, nodes])  # [n_pairs, scored]
         return scores.index_add(1, trie.score_label.to(device), token_logp)
 
     @torch.inference_mode()
@@ -377,7 +370,8 @@ class LabelScorer:
 
     def iter_predict(self, pairs: Iterable[Pair], batch_size: int = 8) -> Iterator[Prediction]:
         """Predictions in input order. Pairs go through the model `batch_size` at a time, grouped by prompt
-        length inside windows of 8 batches so little padding is computed."""
+        length inside windows of 8 batches so little padding is computed (give the pairs of one sentence
+        together, and they share a row)."""
         window: list[Pair] = []
         for pair in pairs:
             window.append(pair)
@@ -387,8 +381,8 @@ class LabelScorer:
         yield from self._predict_window(window, batch_size)
 
     def _predict_window(self, pairs: list[Pair], batch_size: int) -> Iterator[Prediction]:
-        lengths = [len(p.text) for p in pairs]
-        order = sorted(range(len(pairs)), key=lambda i: lengths[i])
+        # by length, and pairs of one text next to each other, so they can share a row
+        order = sorted(range(len(pairs)), key=lambda i: (len(pairs[i].text), pairs[i].text))
         probs: dict[int, torch.Tensor] = {}
         for start in range(0, len(order), batch_size):
             batch = order[start:start + batch_size]
@@ -396,6 +390,102 @@ class LabelScorer:
             probs.update(zip(batch, torch.softmax(scores, dim=1)))
         for i, pair in enumerate(pairs):
             yield self._prediction(pair, probs[i])
+
+
+class _Rows:
+    """The batch layout of `label_scores_batch`: one row per distinct pair text, left-padded to one width.
+
+    A row holds the prompt tokens its pairs have in common, then each pair's rest (segments 1, 2, ...; the
+    common part is segment 0, padding -1). Every pair keeps at least its last token in its rest, since that
+    is where its answer's first token is predicted.
+    """
+
+    def __init__(self, rests: list[list[int]], texts: Sequence[Any], k: int):
+        groups: dict[Any, list[int]] = {}
+        for i, text in enumerate(texts):
+            groups.setdefault(text, []).append(i)
+        layouts = []
+        for members in groups.values():
+            common = _common_length([rests[i] for i in members])
+            layouts.append((members, common))
+        self.n = len(layouts)
+        self.blocks = max(len(members) for members, _ in layouts)  # pair slots per row, for the trie pass
+        width = max(common + sum(len(rests[i]) - common for i in members) for members, common in layouts)
+        self.k, self.width = k, width
+        self.ids = torch.zeros((self.n, width), dtype=torch.long)  # padding's id is never seen: it is masked
+        self.segments = torch.full((self.n, width), -1, dtype=torch.long)
+        self.positions = torch.zeros((self.n, width), dtype=torch.long)
+        n_pairs = len(rests)
+        self.row_of = torch.zeros(n_pairs, dtype=torch.long)
+        self.block_of = torch.zeros(n_pairs, dtype=torch.long)
+        self.end_index = torch.zeros(n_pairs, dtype=torch.long)      # column of each pair's last prompt token
+        self.prompt_length = torch.zeros(n_pairs, dtype=torch.long)  # tokens after the shared prefix
+        for row, (members, common) in enumerate(layouts):
+            tokens = rests[members[0]][:common]
+            segments = [0] * common
+            positions = list(range(k, k + common))
+            for block, i in enumerate(members):
+                own = rests[i][common:]
+                tokens += own
+                segments += [block + 1] * len(own)
+                positions += range(k + common, k + len(rests[i]))
+                self.row_of[i], self.block_of[i] = row, block
+                self.prompt_length[i] = len(rests[i])
+            at = width - len(tokens)
+            self.ids[row, at:] = torch.tensor(tokens)
+            self.segments[row, at:] = torch.tensor(segments)
+            self.positions[row, at:] = torch.tensor(positions)
+            ends, length = [], 0
+            for i in members:
+                length += len(rests[i]) - common
+                ends.append(at + common + length - 1)
+            self.end_index[members] = torch.tensor(ends)
+        # With logits_to_keep, the model returns only the columns where some pair's prompt ends.
+        self.keep = torch.unique(self.end_index)
+        self.end_column = torch.searchsorted(self.keep, self.end_index)
+
+    @property
+    def real(self) -> torch.Tensor:
+        return self.segments >= 0
+
+    def visible(self) -> torch.Tensor:
+        """[rows, width, k + width]: who each token may attend to in the prompt pass."""
+        seg, real = self.segments, self.real
+        causal = torch.ones((self.width, self.width), dtype=torch.bool).tril()
+        same = (seg[:, :, None] == seg[:, None, :]) | (seg[:, None, :] == 0)
+        own = causal[None] & real[:, None, :] & same
+        # A padding query sees the prefix (or itself), so no softmax row is empty; its output is never used.
+        own |= torch.eye(self.width, dtype=torch.bool)[None] & ~real[:, :, None]
+        return torch.cat([torch.ones((self.n, self.width, self.k), dtype=torch.bool), own], dim=2)
+
+    def trie_view(self, trie: "_Trie") -> tuple[torch.Tensor, torch.Tensor]:
+        """The trie pass's mask [rows, blocks * nodes, k + width + blocks * nodes] and position ids: block b of
+        a row holds the trie for the row's pair b, seeing that pair's prompt and its own ancestors; a block
+        with no pair (a row with fewer pairs) sees the whole row and is never read."""
+        nodes, blocks = trie.n_nodes, self.blocks
+        seg, real = self.segments, self.real
+        prompt = real[:, None, :].repeat(1, blocks, 1)                  # [rows, blocks, width]
+        used = torch.zeros((self.n, blocks), dtype=torch.bool)
+        used[self.row_of, self.block_of] = True
+        block_ids = torch.arange(blocks)[None, :, None] + 1
+        mine = (seg[:, None, :] == 0) | (seg[:, None, :] == block_ids)
+        prompt = torch.where(used[:, :, None], prompt & mine, prompt)
+        prompt = prompt.repeat_interleave(nodes, dim=1)                 # [rows, blocks * nodes, width]
+        tree = torch.block_diag(*[trie.ancestors] * blocks)[None].expand(self.n, -1, -1)
+        visible = torch.cat([torch.ones((self.n, blocks * nodes, self.k), dtype=torch.bool), prompt, tree], dim=2)
+        start = torch.full((self.n, blocks), self.k, dtype=torch.long)
+        start[self.row_of, self.block_of] = self.k + self.prompt_length
+        positions = (start[:, :, None] + trie.depths[None, None]).reshape(self.n, blocks * nodes)
+        return visible, positions
+
+
+def _common_length(rests: list[list[int]]) -> int:
+    """Tokens every rest starts with, leaving each at least its last token."""
+    common = min(len(r) for r in rests) - 1
+    for i in range(common):
+        if any(r[i] != rests[0][i] for r in rests[1:]):
+            return i
+    return max(common, 0)
 
 
 class _Trie:

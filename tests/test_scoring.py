@@ -223,6 +223,44 @@ def test_batched_scores_equal_one_pair_at_a_time(smollm2_tokenizer, attention):
         torch.testing.assert_close(batched[row], scorer.naive_label_scores(pair), rtol=1e-7, atol=1e-9)
 
 
+SHARED = "Anna told her brother Ben that their mother Clara would visit the old house."
+SHARED_PAIRS = [_pair("s1", SHARED, "Anna", "Ben"), _pair("s2", SHARED, "Ben", "Clara"),
+                _pair("s3", SHARED, "Anna", "Clara"), _pair("s4", SHARED, "Clara", "house")]
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+@pytest.mark.parametrize("labels", [SEMEVAL, MIXED], ids=["semeval", "mixed"])
+def test_pairs_sharing_a_sentence_score_as_if_alone(smollm2_tokenizer, attention, labels):
+    """Pairs of one sentence share a row (the sentence runs once); mixed with other pairs and in any order,
+    each still gets exactly the one-pair scores."""
+    import torch
+
+    from guides.scoring import _Rows
+
+    model = _tiny_model(smollm2_tokenizer, attention)
+    scorer = LabelScorer(model, smollm2_tokenizer, labels)
+    pairs = [SHARED_PAIRS[0], PAIRS[0], SHARED_PAIRS[1], LONGER, SHARED_PAIRS[2], SHARED_PAIRS[3]]
+    k = len(scorer.shared_prefix)
+    rows = _Rows([scorer.prompt_ids(p)[k:] for p in pairs], [p.text for p in pairs], k)
+    assert rows.n == 3 and rows.blocks == 4        # the four SHARED pairs are one row
+    batched = scorer.label_scores_batch(pairs)
+    for row, pair in enumerate(pairs):
+        torch.testing.assert_close(batched[row], scorer.naive_label_scores(pair), rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.model
+def test_label_codes_pairs_sharing_a_sentence_score_as_if_alone(smollm2_tokenizer):
+    import torch
+
+    scorer = LabelScorer(_tiny_model(smollm2_tokenizer, "sdpa"), smollm2_tokenizer, SEMEVAL,
+                         template="slm/guide_codes.v1")
+    pairs = [*SHARED_PAIRS, PAIRS[1]]
+    batched = scorer.label_scores_batch(pairs)
+    for row, pair in enumerate(pairs):
+        torch.testing.assert_close(batched[row], scorer.naive_label_scores(pair), rtol=1e-7, atol=1e-9)
+
+
 @pytest.mark.model
 def test_predictions_keep_input_order_whatever_the_batching(smollm2_tokenizer):
     model = _tiny_model(smollm2_tokenizer, "sdpa")

@@ -88,6 +88,10 @@ def _relations(run: BookRun, pairs: dict[str, Any]) -> list[dict[str, Any]]:
     out = PartialJsonl(run.out / "stages" / "relations.jsonl", key)
     todo = [p for p in todo_pairs if p.id not in out.done
             or any(flag in out.done[p.id].get("flags", []) for flag in REDO_FLAGS)]
+    # In book order, so the pairs of one sentence meet in one batch (a language-model guide scores them
+    # against one shared sentence).
+    where = {w.id: w.start for w in pairs["where"]}
+    todo.sort(key=lambda p: where[p.id])
     if todo:
         if run.pair_predictor is not None:
             predictions = run.pair_predictor(run.config, todo)
