@@ -32,7 +32,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n", type=int, default=96, help="training pairs per arm (micro-batches of 8)")
+    parser.add_argument("--n", type=int, default=96, help="training pairs per arm")
+    parser.add_argument("--micro-batch", type=int, default=8, help="pairs per forward/backward pass, both arms")
     parser.add_argument("--max-length", type=int, default=128, help="the baseline's fixed padded length")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -50,7 +51,8 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     schema = load_schema("semeval")
-    pairs = list(datasets.resolve("semeval:train").read(schema=schema))[:args.n + 8]
+    mb = args.micro_batch
+    pairs = list(datasets.resolve("semeval:train").read(schema=schema))[:args.n + mb]
     settings = TrainSettings()
 
     def padded(examples, pad_id):
@@ -76,10 +78,10 @@ def main() -> None:
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=settings.lr)
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         if arm == "guide_trainer":
-            batches = [[examples[i] for i in b] for b in bucketed_batches([len(e.ids) for e in examples], 8, 13)]
+            batches = [[examples[i] for i in b] for b in bucketed_batches([len(e.ids) for e in examples], mb, 13)]
             make = lambda b: collate(b, pad)  # noqa: E731
         else:
-            batches = [examples[i:i + 8] for i in range(0, len(examples), 8)]
+            batches = [examples[i:i + mb] for i in range(0, len(examples), mb)]
             make = lambda b: padded(b, pad)  # noqa: E731
         batches = [make(b) for b in batches]
         tokens = 0
@@ -97,11 +99,12 @@ def main() -> None:
         body, head = _body_and_head(model.get_base_model())
         results[arm] = {"tokens_per_s": round(tokens / seconds, 1), "seconds": round(seconds, 2),
                         "useful_gflops": round((4 * body * tokens) / seconds / 1e9, 1)}
-        peak = matmul_peak(model.get_base_model(), tokens=8 * 48)
+        peak = matmul_peak(model.get_base_model(), tokens=mb * 48)
     guide, baseline = results["guide_trainer"], results["padded_baseline"]
     print(json.dumps({
         "date": datetime.date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
         f"{args.threads} torch threads", "command": "python " + " ".join(sys.argv), "pairs": args.n,
+        "micro_batch": mb,
         **{f"{arm}_{k}": v for arm, row in results.items() for k, v in row.items()},
         "speedup": round(guide["tokens_per_s"] / baseline["tokens_per_s"], 2),
         "matmul_peak_gflops": round(peak, 1),

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Iterator
 
 from . import schema as schemas
-from .cache import cache_subdir, file_sha256
+from .cache import cache_subdir, content_key, file_sha256
 from .data import DataError, LoadStats, Pair, read_pairs
 from .files import atomic_write_text
 
@@ -74,22 +74,37 @@ def re_files(shared: str | Path | None = None) -> list[Path]:
 
 @dataclass(frozen=True)
 class DataSource:
-    """A resolved data spec: the file, and the schema and mapping its labels are read into."""
+    """A resolved data spec: the file, and the schema and mapping its labels are read into. A pooled spec
+    (`semeval:train+conll04:train_all_pairs`) has `parts`, read one after another."""
 
     path: Path
     schema: str | None
     mapping: Path | None
+    parts: tuple["DataSource", ...] = ()
 
     def read(self, *, schema: schemas.Schema | None = None, require_label: bool = False,
              skip_invalid: bool = False, stats: LoadStats | None = None) -> Iterator[Pair]:
+        if self.parts:
+            return (pair for part in self.parts for pair in part.read(
+                schema=schema, require_label=require_label, skip_invalid=skip_invalid, stats=stats))
         schema = schema or (schemas.load_schema(self.schema) if self.schema else None)
         mapping = schemas.load_mapping(self.mapping, schema) if self.mapping and schema else None
         return read_pairs(self.path, schema=schema, mapping=mapping, require_label=require_label,
                           skip_invalid=skip_invalid, stats=stats)
 
+    def sha256(self) -> str:
+        """The data's content hash: the file's, or for a pooled source one over its parts and their mappings."""
+        if not self.parts:
+            return file_sha256(self.path)
+        return content_key(*(f"{p.sha256()}:{file_sha256(p.mapping) if p.mapping else ''}" for p in self.parts))
+
 
 def resolve(spec: str | Path, shared: str | Path | None = None) -> DataSource:
     text = str(spec)
+    if "+" in text and not Path(text).is_file():
+        parts = tuple(resolve(part, shared) for part in text.split("+"))
+        names = {part.schema for part in parts}
+        return DataSource(Path(text), names.pop() if len(names) == 1 else None, None, parts)
     name, sep, stem = text.partition(":")
     if sep and name in DATASETS and "/" not in name:
         dataset = DATASETS[name]
@@ -101,15 +116,18 @@ def resolve(spec: str | Path, shared: str | Path | None = None) -> DataSource:
         return DataSource(path, dataset.schema, mapping)
     path = Path(spec)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file (give a JSONL path or one of "
-                                f"{', '.join(f'{n}:<split>' for n in DATASETS)})")
+        raise FileNotFoundError(f"{path}: no such file (give a JSONL path, one of "
+                                f"{', '.join(f'{n}:<split>' for n in DATASETS)}, or several joined by +)")
     return DataSource(path, None, None)
 
 
 def split_spec(schema: schemas.Schema, split: str) -> str:
-    """The data spec of a schema's training data (`split="train"`) or its sibling split, e.g. semeval:dev."""
+    """The data spec of a schema's training data (`split="train"`) or its sibling split, e.g. semeval:dev;
+    for a pooled schema, its included schemas' specs joined by +."""
     if not schema.train_data:
         raise ValueError(f"schema {schema.id} names no train_data; pass the data file explicitly")
+    if schema.includes:
+        return "+".join(split_spec(schemas.load_schema(name), split) for name in schema.includes)
     folder, _, filename = schema.train_data.partition("/")
     name = next((n for n, d in DATASETS.items() if d.folder == folder), None)
     stem = Path(filename).stem.replace("train", split)
@@ -128,25 +146,29 @@ def count_file(path: Path) -> dict:
             "errors": stats.first_errors}
 
 
-def train_label_counts(schema: schemas.Schema, shared: str | Path | None = None) -> tuple[Counter[str], str]:
-    """Label frequencies of the schema's training file (mapped onto the schema), and that file's hash."""
+def _train_source(schema: schemas.Schema, shared: str | Path | None) -> DataSource:
     if not schema.train_data:
         raise ValueError(f"schema {schema.id} names no train_data to count labels on")
-    path = datasets_root(shared) / schema.train_data
-    mapping = schemas.load_mapping(schemas.MAPPING_DIR / schema.train_mapping, schema) \
-        if schema.train_mapping else None
-    counts = Counter(p.relation for p in read_pairs(path, schema=schema, mapping=mapping, require_label=True))
-    return counts, file_sha256(path)
+    if schema.includes:
+        return resolve(split_spec(schema, "train"), shared)
+    mapping = schemas.MAPPING_DIR / schema.train_mapping if schema.train_mapping else None
+    return DataSource(datasets_root(shared) / schema.train_data, schema.name, mapping)
+
+
+def train_label_counts(schema: schemas.Schema, shared: str | Path | None = None) -> tuple[Counter[str], str]:
+    """Label frequencies of the schema's training data (mapped onto the schema), and the data's hash."""
+    source = _train_source(schema, shared)
+    return Counter(p.relation for p in source.read(schema=schema, require_label=True)), source.sha256()
 
 
 def head_tail(schema: schemas.Schema, *, coverage: float = 0.8, shared: str | Path | None = None,
               cache_dir: str | Path | None = None) -> dict:
     """The schema's head / long-tail split from its training data, cached under the schema fingerprint."""
-    path = datasets_root(shared) / schema.train_data if schema.train_data else None
-    if path is None:
-        raise ValueError(f"schema {schema.id} names no train_data to count labels on")
-    key = f"{schema.id}-{schema.fingerprint[:12]}-{coverage:g}-{path.stat().st_size}-{path.stat().st_mtime_ns}"
-    cached = cache_subdir("splits", cache_dir) / f"{key}.json"
+    source = _train_source(schema, shared)
+    files = [part.path for part in source.parts] or [source.path]
+    key = content_key(schema.id, schema.fingerprint, f"{coverage:g}",
+                      *(f"{f.stat().st_size}-{f.stat().st_mtime_ns}" for f in files))[:32]
+    cached = cache_subdir("splits", cache_dir) / f"{schema.id}-{key}.json"
     if cached.is_file():
         return json.loads(cached.read_text(encoding="utf-8"))
     counts, data_hash = train_label_counts(schema, shared)

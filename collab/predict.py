@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from . import api, datasets
-from .cache import content_key, file_sha256
+from .cache import content_key
 from .config import Config
 from .data import Pair, Prediction
 from .files import PartialJsonl, atomic_write_text
@@ -155,7 +155,7 @@ def run_predict(config: Config, data: str, out: str | Path, *, dry_run: bool = F
 def _run_guide_only(config: Config, schema, source, pairs: list[Pair], out: Path, scorer) -> dict:
     from tqdm import tqdm
 
-    key = content_key(file_sha256(source.path), api.scorer_identity(config, schema))
+    key = content_key(source.sha256(), api.scorer_identity(config, schema))
     partial = PartialJsonl(out, key)
     todo = [p for p in pairs if p.id not in partial.done]
     _say_resume(len(pairs), len(todo))
@@ -244,7 +244,7 @@ def _run_escalated(config: Config, schema, source, pairs: list[Pair], out: Path,
     with escalation_session(config, schema, scorer, routing, merge, tuned, audit_path, dry_run=dry_run) as session:
         if dry_run:
             return _dry_run(config, pairs, scorer, session.escalator, session.price)
-        key = content_key(file_sha256(source.path), scorer_id, escalation_key(session.decided))
+        key = content_key(source.sha256(), scorer_id, escalation_key(session.decided))
         partial = PartialJsonl(out, key)
         todo = [p for p in pairs if p.id not in partial.done or
                 any(flag in partial.done[p.id].get("flags", []) for flag in REDO_FLAGS)]

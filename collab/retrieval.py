@@ -312,7 +312,7 @@ class Retriever:
         return self.embedder.encode([definition_text(label) for label in labels]), [{"label": x.name} for x in labels]
 
     def _open_demos(self, source: datasets.DataSource) -> VectorIndex:
-        data_hash = content_key(file_sha256(source.path), file_sha256(source.mapping) if source.mapping else "")
+        data_hash = content_key(source.sha256(), file_sha256(source.mapping) if source.mapping else "")
 
         def build() -> tuple[np.ndarray, list[dict]]:
             pairs = list(source.read(schema=self.schema, require_label=True))

@@ -43,10 +43,11 @@ class Schema:
     description: str
     negative: str
     labels: tuple[Label, ...]
-    train_data: str | None
+    train_data: str | None            # a file under shared/datasets; pooled schemas join their parts with "+"
     train_mapping: str | None
     path: Path
     fingerprint: str  # hash of the parsed content: edits to comments or layout do not change it
+    includes: tuple[str, ...] = ()    # the schemas a pooled schema is made of ("semeval.v1", ...)
 
     @property
     def id(self) -> str:
@@ -143,14 +144,24 @@ def schema_path(spec: str | Path) -> Path:
 
 
 def load_schema(spec: str | Path) -> Schema:
+    """A schema file; with `includes: [name, ...]` it pools other schemas: their labels (in order, one shared
+    negative label) come before its own, and its training data is theirs, one after another."""
     path = schema_path(spec)
     raw = _read_yaml(path)
-    labels = tuple(_parse_label(item, path, i) for i, item in enumerate(_require(raw, "labels", path)))
+    negative = _require(raw, "negative", path)
+    included = [load_schema(name) for name in raw.get("includes") or ()]
+    own = tuple(_parse_label(item, path, i) for i, item in enumerate(
+        raw.get("labels") or [] if included else _require(raw, "labels", path)))
+    labels = own
+    if included:
+        own_negative = [l for l in own if l.name == negative]
+        inherited = [schema.label(negative) for schema in included if negative in schema.label_names]
+        labels = (*(l for schema in included for l in schema.labels if l.name != schema.negative),
+                  *(l for l in own if l.name != negative), *(own_negative or inherited)[:1])
     names = [label.name for label in labels]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise SchemaError(f"{path}: labels: duplicate names {duplicates}")
-    negative = _require(raw, "negative", path)
     if negative not in names:
         raise SchemaError(f"{path}: negative: {negative!r} is not among the labels")
     for label in labels:
@@ -159,11 +170,19 @@ def load_schema(spec: str | Path) -> Schema:
             back = labels[names.index(label.inverse)].inverse
             if back != label.name:
                 raise SchemaError(f"{path}: {label.name}.inverse: {label.inverse!r} has inverse {back!r}")
+    train_data = raw.get("train_data")
+    if included and not train_data:
+        if not all(schema.train_data for schema in included):
+            raise SchemaError(f"{path}: includes: every included schema needs train_data")
+        train_data = "+".join(schema.train_data for schema in included)
     return Schema(
         name=str(_require(raw, "name", path)), version=int(_require(raw, "version", path)),
         description=str(raw.get("description", "")), negative=negative, labels=labels,
-        train_data=raw.get("train_data"), train_mapping=raw.get("train_mapping"),
-        path=path, fingerprint=_fingerprint(raw),
+        train_data=train_data, train_mapping=raw.get("train_mapping"), path=path,
+        # an included schema's edit changes the pooled schema's fingerprint too
+        fingerprint=_fingerprint({**raw, "includes": [schema.fingerprint for schema in included]}
+                                 if included else raw),
+        includes=tuple(schema.name + f".v{schema.version}" for schema in included),
     )
 
 

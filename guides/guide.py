@@ -274,7 +274,7 @@ def train_guide(config: Config, train_spec: str, dev_spec: str, out: str | Path,
 
     scorer = make_scorer(model, tokenizer, labels, config.prompt, schema, config)
     examples, truncated = encode(pairs, scorer, lambda p: relabel(p.relation), settings.max_length)
-    data_key = content_key(file_sha256(train_source.path), schema.fingerprint, config.prompt, weights_hash(base))
+    data_key = content_key(train_source.sha256(), schema.fingerprint, config.prompt, weights_hash(base))
     run_key = content_key(data_key, json.dumps(asdict(settings), sort_keys=True))
     stats_file = out / "train.json"
     stats = json.loads(stats_file.read_text(encoding="utf-8")) if stats_file.is_file() else {}
@@ -304,7 +304,7 @@ def train_guide(config: Config, train_spec: str, dev_spec: str, out: str | Path,
         "head": split["head"], "tail": split["tail"], "tail_coverage": config.tail_coverage,
         "base_model": {"name": config.model, "weights": weights_hash(base)},
         "schema": {"name": schema.id, "fingerprint": schema.fingerprint},
-        "train": {"data": train_spec, "sha256": file_sha256(train_source.path), "pairs": len(pairs),
+        "train": {"data": train_spec, "sha256": train_source.sha256(), "pairs": len(pairs),
                   **{k: v for k, v in stats.items() if k != "run_key"}},
     }
     scorer = make_scorer(peft_model, tokenizer, labels, config.prompt, schema, config)

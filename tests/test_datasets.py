@@ -63,3 +63,19 @@ def test_a_written_sample_is_seeded_mapped_and_readable_without_a_mapping(tmp_pa
     assert {p.relation for p in pairs} <= set(schema.label_names)   # DialogRE labels already mapped
     other = datasets.write_sample("dialogre:dev", schema, 20, tmp_path / "c.jsonl", seed=14)
     assert other.read_text() != first.read_text()
+
+
+def test_a_pooled_spec_reads_its_parts_in_turn_and_counts_them_together():
+    general = load_schema("general")
+    assert datasets.split_spec(general, "dev") == "semeval:dev+conll04:dev_all_pairs"
+    pooled = datasets.resolve(datasets.split_spec(general, "dev"))
+    parts = [datasets.resolve("semeval:dev"), datasets.resolve("conll04:dev_all_pairs")]
+    pairs = list(pooled.read(schema=general, require_label=True))
+    assert [p.id for p in pairs] == [p.id for part in parts for p in part.read()]
+    assert pooled.sha256() not in {part.sha256() for part in parts}
+    counts, _ = datasets.train_label_counts(general)
+    semeval, _ = datasets.train_label_counts(load_schema("semeval"))
+    conll04, _ = datasets.train_label_counts(load_schema("conll04"))
+    assert counts == semeval + conll04
+    split = datasets.head_tail(general)
+    assert set(split["head"]) | set(split["tail"]) == set(general.positive_labels)

@@ -7,7 +7,7 @@ from collab.data import DataError, read_pairs
 from collab.schema import SchemaError, head_tail_split, load_mapping, load_schema, mapping_path
 
 
-@pytest.mark.parametrize("name, n_labels", [("semeval", 19), ("conll04", 6), ("characters", 12)])
+@pytest.mark.parametrize("name, n_labels", [("semeval", 19), ("conll04", 6), ("characters", 12), ("general", 24)])
 def test_shipped_schemas_load(name, n_labels):
     schema = load_schema(name)
     assert schema.id == f"{name}.v1" and len(schema.labels) == n_labels
@@ -91,3 +91,23 @@ def test_head_tail_split_covers_80_percent():
     assert head_tail_split(tie, "no_relation", 0.5) == (["x"], ["y"])
     with pytest.raises(ValueError):
         head_tail_split(counts, "no_relation", 0)
+
+
+def test_a_pooled_schema_takes_its_parts_labels_and_training_data(tmp_path):
+    general, semeval, conll04 = load_schema("general"), load_schema("semeval"), load_schema("conll04")
+    assert general.includes == ("semeval.v1", "conll04.v1")
+    assert general.label_names == (*semeval.positive_labels, *conll04.positive_labels, "no_relation")
+    assert general.label("Live_In") == conll04.label("Live_In")
+    assert general.train_data == f"{semeval.train_data}+{conll04.train_data}"
+    # an edit to an included schema is an edit to the pool
+    part = tmp_path / "part.v1.yaml"
+    part.write_text(conll04.path.read_text())
+    pooled = tmp_path / "pool.v1.yaml"
+    pooled.write_text(f"name: pool\nversion: 1\nnegative: no_relation\nincludes: [semeval.v1, {part}]\n")
+    before = load_schema(pooled).fingerprint
+    part.write_text(conll04.path.read_text().replace("lives in, was born in", "lives in"))
+    assert load_schema(pooled).fingerprint != before
+    twice = tmp_path / "twice.v1.yaml"
+    twice.write_text("name: twice\nversion: 1\nnegative: no_relation\nincludes: [conll04.v1, conll04.v1]\n")
+    with pytest.raises(SchemaError, match=r"twice.v1.yaml: labels: duplicate names \['Kill'"):
+        load_schema(twice)
