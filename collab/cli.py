@@ -334,7 +334,8 @@ def _run_books(args: argparse.Namespace, config: Config, audit_path: Path | None
         print("  top characters: " + ", ".join(f"{name} ({n})" for name, n in summary["top_characters"]))
         for source, relation, target, confidence, support in summary["top_relations"]:
             print(f"  {source} --{relation}--> {target}  (confidence {confidence:.2f}, {support} sentences)")
-        print(f"  files: {summary['out']}/ (" + ", ".join(Path(p).name for p in summary["files"].values()) + ", run.json)")
+        names = [str(Path(p).relative_to(summary["out"])) for p in summary["files"].values()]
+        print(f"  files: {summary['out']}/ (" + ", ".join(names) + ", run.json)")
     print(f"\n{len(summaries)} book(s) done, {len(failed)} failed; summary: {out / 'summary.json'}")
     if failed and not summaries:
         raise BookError(f"no book could be processed; first: {failed[0]['error']}")
