@@ -180,10 +180,6 @@ def head_tail(schema: schemas.Schema, *, coverage: float = 0.8, shared: str | Pa
     return result
 
 
-__all__ = ["DATASETS", "DataError", "DataSource", "SharedMissing", "count_file", "datasets_root", "head_tail",
-           "re_files", "resolve", "shared_root", "split_spec", "train_label_counts"]
-
-
 def write_sample(spec: str, schema: schemas.Schema, n: int, out: Path, *, seed: int = 13) -> Path:
     """A seeded random sample of `n` labelled pairs of a split, as read into `schema` (dataset labels
     mapped, so the file needs no mapping), written to `out`: for benchmarks whose system is too slow on
@@ -193,3 +189,8 @@ def write_sample(spec: str, schema: schemas.Schema, n: int, out: Path, *, seed: 
     pairs = list(resolve(spec).read(schema=schema, require_label=True))
     chosen = random.Random(seed).sample(pairs, min(n, len(pairs)))
     return atomic_write_text(out, "".join(json.dumps(p.to_json(), ensure_ascii=False) + "\n" for p in chosen))
+
+
+__all__ = ["DATASETS", "DataError", "DataSource", "SharedMissing", "count_file", "datasets_root", "head_tail",
+           "re_files", "resolve", "shared_root", "split_spec", "train_label_counts", "write_sample"]
+

@@ -182,7 +182,7 @@ def load_schema(spec: str | Path) -> Schema:
         # an included schema's edit changes the pooled schema's fingerprint too
         fingerprint=_fingerprint({**raw, "includes": [schema.fingerprint for schema in included]}
                                  if included else raw),
-        includes=tuple(schema.name + f".v{schema.version}" for schema in included),
+        includes=tuple(str(spec) for spec in raw.get("includes") or ()),  # as written: names or paths
     )
 
 
