@@ -94,11 +94,11 @@ def main() -> None:
         return next((label for answer, label in by_answer if text.strip().startswith(answer)), None)
 
     gold = {p.id: list(p.gold_labels) for p in pairs}
-    labelled = not args.book_pairs
-    naive_f1 = score(gold, {p.id: parsed(a) or a.strip() or "(empty)" for p, a in zip(pairs, answers)}) \
-        if labelled else {"micro_f1": None}
-    scored_f1 = score(gold, {p.id: pred.relation for p, pred in zip(pairs, predictions)}) if labelled \
-        else {"micro_f1": None}
+
+    def micro_f1(answers: dict[str, str]) -> float | None:
+        """Against the gold labels; a books run's pairs have none."""
+        return None if args.book_pairs else round(score(gold, answers)["micro_f1"], 4)
+
     flops = guide_flops(scorer, pairs)
     peak = matmul_peak(model, tokens=args.batch_size * 48)
     print(json.dumps({
@@ -118,8 +118,9 @@ def main() -> None:
         "sharing_speedup": round(unshared_seconds / scored_seconds, 2),
         "unshared_same_answers": [p.relation for p in unshared] == [p.relation for p in predictions],
         "unshared_max_probability_gap": max(abs(a.confidence - b.confidence) for a, b in zip(unshared, predictions)),
-        "naive_generate_micro_f1": None if naive_f1["micro_f1"] is None else round(naive_f1["micro_f1"], 4),
-        "scored_micro_f1": None if scored_f1["micro_f1"] is None else round(scored_f1["micro_f1"], 4),
+        "naive_generate_micro_f1": micro_f1({p.id: parsed(a) or a.strip() or "(empty)"
+                                             for p, a in zip(pairs, answers)}),
+        "scored_micro_f1": micro_f1({p.id: pred.relation for p, pred in zip(pairs, predictions)}),
         "scored_gflop_per_pair": round(flops / len(pairs) / 1e9, 3),
         "scored_gflops": round(flops / scored_seconds / 1e9, 1), "matmul_peak_gflops": round(peak, 1),
         "share_of_peak": round(flops / scored_seconds / 1e9 / peak, 3),

@@ -42,6 +42,11 @@ class _Acc:
     evidence: list[tuple[float, PairMention]] = field(default_factory=list)
 
 
+def _pair(a: str, b: str) -> tuple[str, str]:
+    """A character pair in one order, whichever way it was mentioned."""
+    return (a, b) if a <= b else (b, a)
+
+
 def trigger_patterns(schema: Schema) -> dict[str, re.Pattern]:
     """Per label, one case-insensitive whole-word pattern over its trigger words."""
     return {label.name: re.compile(r"\b(?:" + "|".join(re.escape(t) for t in sorted(label.triggers, key=len,
@@ -68,7 +73,7 @@ def aggregate_edges(book: BookText, where: list[PairMention], predictions: Itera
         pred = by_id.get(mention.id)
         if pred is None:
             continue
-        pair_mentions[tuple(sorted((mention.head, mention.tail)))] += 1
+        pair_mentions[_pair(mention.head, mention.tail)] += 1
         distribution = pred.get("distribution") or {pred["relation"]: pred["confidence"]}
         for label, probability in distribution.items():
             if label == schema.negative or label == "long_tail" or not stated(label, mention):
@@ -83,14 +88,14 @@ def aggregate_edges(book: BookText, where: list[PairMention], predictions: Itera
     scored = []
     for key, a in acc.items():
         if a.support:
-            mentions = pair_mentions[tuple(sorted(key[1:3]))]
+            mentions = pair_mentions[_pair(*key[1:3])]
             scored.append((sum(sorted(a.probabilities, reverse=True)[:TOP_K]) / min(TOP_K, mentions), key, a))
     kept = [item for item in scored if item[0] >= threshold]
     if frequent > 0:
-        linked = {tuple(sorted(key[1:3])) for _, key, _ in kept}
+        linked = {_pair(*key[1:3]) for _, key, _ in kept}
         best: dict[tuple[str, str], tuple] = {}
         for item in scored:
-            pair = tuple(sorted(item[1][1:3]))
+            pair = _pair(*item[1][1:3])
             if pair not in linked and pair_mentions[pair] >= frequent and item[0] > best.get(pair, (-1,))[0]:
                 best[pair] = item
         kept += best.values()
@@ -105,5 +110,5 @@ def aggregate_edges(book: BookText, where: list[PairMention], predictions: Itera
 
 def cooccurrence_edges(where: list[PairMention], *, min_support: int = 1) -> list[tuple[str, str, int]]:
     """The Renard-style baseline: an untyped edge for every pair co-mentioned at least `min_support` times."""
-    counts = Counter(tuple(sorted((m.head, m.tail))) for m in where)
+    counts = Counter(_pair(m.head, m.tail) for m in where)
     return sorted((a, b, n) for (a, b), n in counts.items() if n >= min_support)
