@@ -23,6 +23,7 @@ from typing import Any, Iterator
 import torch
 
 from collab.data import Pair, Prediction
+from collab.excerpt import excerpt
 from collab.prompts import RenderedPrompt, load_template
 
 TOP_K = 5
@@ -90,10 +91,14 @@ class LabelScorer:
 
     # ------------------------------------------------------------------------------------------ prompts
     def render(self, pair: Pair) -> RenderedPrompt:
-        """The pair's prompt; with `demonstrations`, its solved examples come first as earlier turns."""
+        """The pair's prompt; with `demonstrations`, its solved examples come first as earlier turns. A
+        template with `text_chars` shows long texts as an excerpt around the two mentions (collab.excerpt)."""
+        limit = self.template.extra.get("text_chars")
         shots = [{"text": d.text, "head": d.head.text, "tail": d.tail.text, "head_type": d.head.type,
                   "tail_type": d.tail.type, "relation": d.relation}
-                 for d in (self.demonstrations(pair) if self.demonstrations else ())]
+                 for d in (excerpt(d, limit) if limit else d
+                           for d in (self.demonstrations(pair) if self.demonstrations else ()))]
+        pair = excerpt(pair, limit) if limit else pair
         return self.template.render(
             text=pair.text, head=pair.head.text, tail=pair.tail.text, head_type=pair.head.type,
             tail_type=pair.tail.type, labels=list(self.labels), demonstrations=shots)
