@@ -54,8 +54,8 @@ class Config:
                                       "sentences reaches this")
     edge_triggers: bool = _opt(True, "books: a sentence supports a relation only when it holds one of the "
                                       "label's trigger words (schema file)")
-    edge_frequent: int = _opt(0, "books: a pair co-mentioned in at least this many sentences keeps its most "
-                                 "confident relation even under edge_threshold (0: off)")
+    edge_frequent: float = _opt(0.0, "books: a pair named together in at least this share of the book's pair "
+                                     "sentences keeps its most confident relation even under edge_threshold (0: off)")
     exports: str = _opt("json,graphml,gexf,csv,html,png", "books: comma-separated export formats")
     chapter_graphs: bool = _opt(False, "books: also one graph per chapter, from that chapter's sentences only "
                                        "(chapters/NNN/, listed in chapters/index.json)")
@@ -101,14 +101,20 @@ class Config:
     local_llm: Path | None = _opt(None, "serve this GGUF (or packaged smollm2, gemma3-270m) with llama.cpp on a "
                                         "loopback port for the run, and escalate to it")
 
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.edge_frequent < 1.0:  # it was a sentence count before 2026-11-28
+            raise ValueError(f"edge_frequent is a share of a book's pair sentences, from 0 up to 1, "
+                             f"not {self.edge_frequent}")
+
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> Config:
         try:
             return TypeAdapter(cls).validate_python(values)
         except ValidationError as e:
             first = e.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise ValueError(f"{source}: {where}: {first['msg']}") from None
+            where = ".".join(str(p) for p in first["loc"])  # empty for a check across fields (__post_init__)
+            message = first["msg"].removeprefix("Value error, ")
+            raise ValueError(f"{source}: {where}: {message}" if where else f"{source}: {message}") from None
 
     @classmethod
     def load(cls, path: str | Path | None = None, defaults: dict[str, Any] | None = None, **overrides: Any) -> Config:

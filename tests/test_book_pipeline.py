@@ -185,7 +185,8 @@ def test_a_frequent_pair_keeps_its_best_relation_under_the_threshold():
         prediction(by_sentence[(2, "carl", "ben")], "enemy_of", 0.2, {"enemy_of": 0.2}),
     ]
     assert aggregate_edges(book, where, preds, schema, threshold=0.5) == []
-    edges = aggregate_edges(book, where, preds, schema, threshold=0.5, frequent=2)
+    assert aggregate_edges(book, where, preds, schema, threshold=0.5, frequent=0.7) == []  # 2 of 3 < 70%
+    edges = aggregate_edges(book, where, preds, schema, threshold=0.5, frequent=0.6)
     assert [(e.source, e.relation, e.target) for e in edges] == [("anna", "friend_of", "ben")]  # (0.3 + 0.2) / 2
     assert edges[0].confidence == pytest.approx(0.25) and edges[0].support == 1
 

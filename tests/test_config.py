@@ -38,6 +38,7 @@ def test_every_field_is_a_flag():
     ('batch_size = "many"', r"c.toml: batch_size: Input should be a valid integer"),
     ('bogus = 1', r"c.toml: bogus: Unexpected keyword argument"),
     ('schema = ', r"c.toml: cannot read config"),
+    ('edge_frequent = 15', r"c.toml: edge_frequent is a share of a book's pair sentences, from 0 up to 1, not 15"),
 ])
 def test_bad_config_is_one_clear_line(tmp_path, text, message):
     path = tmp_path / "c.toml"

@@ -15,9 +15,11 @@ With `triggers` on, a sentence counts for a label only when it contains one of t
 from the schema ("sister" for sibling_of): most sentences naming two characters state no relation, and a
 guide trained on data with few negatives reads one into them anyway.
 
-With `frequent` N > 0, a pair co-mentioned in at least N sentences that kept no relation keeps its most
-confident one anyway: characters who meet that often are related somehow (what a co-occurrence graph
-assumes), and the guide's best answer is the best guess of how.
+With `frequent` r > 0, a pair named together in at least that share of the book's pair sentences that kept no
+relation keeps its most confident one anyway: characters who meet that often are related somehow (what a
+co-occurrence graph assumes), and the guide's best answer is the best guess of how. A share, not a count,
+so that one setting suits a short story and a long novel (a count chosen on novels keeps almost nothing of a
+story).
 """
 from __future__ import annotations
 
@@ -55,7 +57,7 @@ def trigger_patterns(schema: Schema) -> dict[str, re.Pattern]:
 
 
 def aggregate_edges(book: BookText, where: list[PairMention], predictions: Iterable[dict[str, Any]],
-                    schema: Schema, *, threshold: float = 0.3, triggers: bool = False, frequent: int = 0,
+                    schema: Schema, *, threshold: float = 0.3, triggers: bool = False, frequent: float = 0.0,
                     evidence_per_edge: int = 3) -> list[Edge]:
     """Edges from the prediction records (one per PairMention, matched by id)."""
     by_id = {p["id"]: p for p in predictions}
@@ -93,10 +95,11 @@ def aggregate_edges(book: BookText, where: list[PairMention], predictions: Itera
     kept = [item for item in scored if item[0] >= threshold]
     if frequent > 0:
         linked = {_pair(*key[1:3]) for _, key, _ in kept}
+        often = frequent * sum(pair_mentions.values())
         best: dict[tuple[str, str], tuple] = {}
         for item in scored:
             pair = _pair(*item[1][1:3])
-            if pair not in linked and pair_mentions[pair] >= frequent and item[0] > best.get(pair, (-1,))[0]:
+            if pair not in linked and pair_mentions[pair] >= often and item[0] > best.get(pair, (-1,))[0]:
                 best[pair] = item
         kept += best.values()
     edges = []
