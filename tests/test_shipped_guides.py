@@ -30,6 +30,9 @@ def test_shipped_guide_predicts_the_demo_sentences_of_its_schema(name, model_cac
 
     scorer = load_guide(name, Config(cache_dir=model_cache))
     meta = json.loads((SHIPPED / name / GUIDE_FILE).read_text())
+    if meta["schema"]["name"] == "characters.v1":
+        _reads_family_ties(scorer)
+        return
     if meta["schema"]["name"] != "semeval.v1":
         pytest.skip("the bundled demo sentences are SemEval pairs")
     pairs = list(read_pairs(DEMO_DATA))
@@ -46,7 +49,6 @@ ENCODER_NAMES = sorted(p.parent.name for p in SHIPPED.glob("*/encoder.json"))
 def test_shipped_encoder_guide_is_calibrated_and_reads_family_ties(name):
     """The books' default guide loads offline through the same entry point and gets plain family sentences
     right; the schema's shipped guide for `auto` is this one when no LM guide exists for it."""
-    from collab.api import make_pair
     from collab.schema import load_schema
     from guides.guide import load_guide, shipped_guide
 
@@ -67,6 +69,12 @@ def test_shipped_encoder_guide_is_calibrated_and_reads_family_ties(name):
         return
     if schema_name != "characters":
         pytest.skip("no hand-written sentences for this schema")
+    _reads_family_ties(guide)
+
+
+def _reads_family_ties(guide) -> None:
+    from collab.api import make_pair
+
     pairs = [make_pair("Mr. Henry Dashwood was the father of Elinor, and loved his daughter dearly.",
                        "Henry Dashwood", "Elinor", id="a"),
              make_pair("Elinor and her sister Marianne walked to the village together.", "Elinor", "Marianne",
