@@ -5,13 +5,15 @@
     python benchmarks/books.py --gold massey  # Massey et al. dyads for the staged novels they cover
 
 Prints one JSON line per gold set: the pipeline's character, pair and typed-relation P/R/F1 summed over the
-books (micro), the co-occurrence baseline's pair P/R/F1 at each minimum support, per-stage seconds, and the
+books (micro), the co-occurrence baseline's pair P/R/F1 at each minimum support (`kN`) and share of the
+book's pair sentences (`shareR`), per-stage seconds, and the
 settings. Every flag of `books` (guide, thresholds, window, ...) is accepted after `--`.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -20,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from collab import api, datasets  # noqa: E402
-from collab.book.edges import cooccurrence_edges  # noqa: E402
+from collab.book.edges import cooccurrence_edges, meetings  # noqa: E402
 from collab.book.graph_eval import conan_gold, load_conan_mapping, load_gold, massey_gold, score_graph, sum_scores  # noqa: E402
 from collab.book.pairs import PairMention  # noqa: E402
 from collab.book.stages import BookRun, book_slug, run_book  # noqa: E402
@@ -37,6 +39,9 @@ MASSEY_NOVELS = {"Emma": "emma.txt", "Northanger Abbey": "northanger_abbey.txt",
                  "Silas Marner": "silas_marner.txt", "The Picture of Dorian Gray": "the_picture_of_dorian_gray.txt",
                  "Little Women": "little_women.txt", "Jane Eyre": "jane_eyre.txt"}
 SUPPORTS = (1, 2, 3, 5, 8, 10, 12, 15, 20)
+# The same baseline with a length-relative threshold, as `--edge-frequent` has: a pair named together in at
+# least this share of the book's pair sentences.
+SHARES = (0.005, 0.01, 0.015, 0.02, 0.03)
 
 
 def chapters_file(novel: Path, first: int, last: int, out: Path) -> Path:
@@ -95,7 +100,8 @@ def main() -> None:
     books = gold_books(args.gold, shared, out)[: args.limit or None]
     scorer_id = api.scorer_identity(config, schema)
     factory = lambda: api.scorer_for(config, schema)  # noqa: E731
-    results, baselines, seconds, stage_seconds = [], {k: [] for k in SUPPORTS}, 0.0, {}
+    results, seconds, stage_seconds = [], 0.0, {}
+    baselines: dict[str, list] = {f"k{k}": [] for k in SUPPORTS} | {f"share{r}": [] for r in SHARES}
     for path, gold, mapping in books:
         run = BookRun(path, config, schema, scorer_id, factory, out / book_slug(path), progress=False)
         start = time.perf_counter()
@@ -106,8 +112,11 @@ def main() -> None:
         graph = json.loads((run.out / "graph.json").read_text(encoding="utf-8"))
         results.append(score_graph(gold, graph, schema=schema, mapping=mapping))
         where = [PairMention(**w) for w in json.loads((run.out / "stages" / "pairs.json").read_text())["data"]["where"]]
-        for k in SUPPORTS:
-            baselines[k].append(score_graph(gold, baseline_graph(graph, where, k), schema=schema, mapping=mapping))
+        meets = sum(meetings(where).values())
+        supports = {f"k{k}": k for k in SUPPORTS} | {f"share{r}": math.ceil(r * meets) for r in SHARES}
+        for name, k in supports.items():
+            baselines[name].append(score_graph(gold, baseline_graph(graph, where, max(1, k)), schema=schema,
+                                               mapping=mapping))
         print(f"{path.name}: relations F1 {results[-1]['relations']['f1']:.3f}, pairs F1 "
               f"{results[-1]['pairs']['f1']:.3f}", file=sys.stderr)
     total = sum_scores(results)
@@ -118,7 +127,7 @@ def main() -> None:
                                                      "edge_threshold", "edge_triggers", "edge_frequent",
                                                      "pronouns")},
         **{k: total[k] for k in keep}, "gold_relations": total["gold_relations"], "gold_dropped": total["gold_dropped"],
-        "cooccurrence_pairs": {str(k): sum_scores(v)["pairs"] for k, v in baselines.items()},
+        "cooccurrence_pairs": {name: sum_scores(v)["pairs"] for name, v in baselines.items()},
         "seconds": round(seconds, 1), "stage_seconds": stage_seconds,
     }))
 

@@ -46,15 +46,15 @@ class Config:
     # books
     min_mentions: int = _opt(3, "books: characters mentioned fewer times are dropped")
     aliases: Path | None = _opt(None, "books: JSON/YAML file {name: [alias, ...]} that overrides alias clustering")
-    pronouns: bool = _opt(False, "books: he/she/his/her count as a mention of the nearest name of that gender")
+    pronouns: bool = _opt(True, "books: he/she/his/her count as a mention of the nearest name of that gender")
     window: int = _opt(0, "books: pair characters up to this many sentences apart in a paragraph (0: same sentence)")
     max_pair_mentions: int = _opt(40, "books: at most this many sentences per character pair are classified, "
                                       "spread over the book (0: all)")
-    edge_threshold: float = _opt(0.4, "books: keep a relation when its mean probability over the pair's "
+    edge_threshold: float = _opt(0.9, "books: keep a relation when its mean probability over the pair's "
                                       "sentences reaches this")
     edge_triggers: bool = _opt(True, "books: a sentence supports a relation only when it holds one of the "
                                       "label's trigger words (schema file)")
-    edge_frequent: float = _opt(0.0, "books: a pair named together in at least this share of the book's pair "
+    edge_frequent: float = _opt(0.01, "books: a pair named together in at least this share of the book's pair "
                                      "sentences keeps its most confident relation even under edge_threshold (0: off)")
     exports: str = _opt("json,graphml,gexf,csv,html,png", "books: comma-separated export formats")
     chapter_graphs: bool = _opt(False, "books: also one graph per chapter, from that chapter's sentences only "

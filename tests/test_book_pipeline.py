@@ -45,6 +45,10 @@ def test_sentence_pairs_have_the_right_characters_offsets_and_order():
     found = sorted((w.sentence, w.head, w.tail) for w in where)
     assert found == [(0, "anna", "ben"), (2, "anna", "ben"), (2, "carl", "anna"), (2, "carl", "ben"),
                      (4, "carl", "anna")]
+    # a cap on the sentences classified per pair leaves how often the pair meets as it was
+    _, capped = book_pairs(book, characters, max_pair_mentions=1)
+    assert sorted((w.head, w.tail, w.meets) for w in capped) == [("anna", "ben", 2), ("carl", "anna", 2),
+                                                                 ("carl", "ben", 1)]
     for pair, w in zip(pairs, where):
         assert pair.text == book.text[w.start:w.end] == SENTENCES[w.sentence]
         assert pair.text[pair.head.start:pair.head.end] == pair.head.text
@@ -185,8 +189,9 @@ def test_a_frequent_pair_keeps_its_best_relation_under_the_threshold():
         prediction(by_sentence[(2, "carl", "ben")], "enemy_of", 0.2, {"enemy_of": 0.2}),
     ]
     assert aggregate_edges(book, where, preds, schema, threshold=0.5) == []
-    assert aggregate_edges(book, where, preds, schema, threshold=0.5, frequent=0.7) == []  # 2 of 3 < 70%
-    edges = aggregate_edges(book, where, preds, schema, threshold=0.5, frequent=0.6)
+    # the book's 5 pair sentences: Anna/Ben 2, Carl/Anna 2 (not classified here), Carl/Ben 1
+    assert aggregate_edges(book, where, preds, schema, threshold=0.5, frequent=0.5) == []  # 2 of 5 < 50%
+    edges = aggregate_edges(book, where, preds, schema, threshold=0.5, frequent=0.4)
     assert [(e.source, e.relation, e.target) for e in edges] == [("anna", "friend_of", "ben")]  # (0.3 + 0.2) / 2
     assert edges[0].confidence == pytest.approx(0.25) and edges[0].support == 1
 

@@ -40,7 +40,8 @@ def write_chapter_graphs(text: BookText, characters: Characters, where: list[Pai
                  if mentions[chapter.number, c.id]]
         if not named:
             continue
-        edges = aggregate_edges(text, by_chapter.get(chapter.number, []), relations, schema, **settings)
+        edges = aggregate_edges(text, _chapter_meets(by_chapter.get(chapter.number, [])), relations, schema,
+                                **settings)
         folder = f"chapters/{chapter.number:03d}"
         graph = build_graph(named, edges, {**meta, "chapter": chapter.number, "chapter_title": chapter.title})
         write_exports(graph, out_dir / folder, formats)
@@ -48,3 +49,10 @@ def write_chapter_graphs(text: BookText, characters: Characters, where: list[Pai
                       "edges": len(edges), "folder": folder})
     atomic_write_text(out_dir / "chapters" / "index.json", json.dumps(index, indent=1, ensure_ascii=False) + "\n")
     return index
+
+
+def _chapter_meets(where: list[PairMention]) -> list[PairMention]:
+    """The chapter's pair sentences with `meets` counted in the chapter (of those classified), so that
+    `--edge-frequent` is a share of the chapter, not of the book."""
+    counts = Counter(frozenset((m.head, m.tail)) for m in where)
+    return [replace(m, meets=counts[frozenset((m.head, m.tail))]) for m in where]

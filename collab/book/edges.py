@@ -95,11 +95,13 @@ def aggregate_edges(book: BookText, where: list[PairMention], predictions: Itera
     kept = [item for item in scored if item[0] >= threshold]
     if frequent > 0:
         linked = {_pair(*key[1:3]) for _, key, _ in kept}
-        often = frequent * sum(pair_mentions.values())
+        # shares of all the book's pair windows, counted before max_pair_mentions capped the classified ones
+        meets = meetings(where)
+        often = frequent * sum(meets.values())
         best: dict[tuple[str, str], tuple] = {}
         for item in scored:
             pair = _pair(*item[1][1:3])
-            if pair not in linked and pair_mentions[pair] >= often and item[0] > best.get(pair, (-1,))[0]:
+            if pair not in linked and meets[pair] >= often and item[0] > best.get(pair, (-1,))[0]:
                 best[pair] = item
         kept += best.values()
     edges = []
@@ -113,5 +115,9 @@ def aggregate_edges(book: BookText, where: list[PairMention], predictions: Itera
 
 def cooccurrence_edges(where: list[PairMention], *, min_support: int = 1) -> list[tuple[str, str, int]]:
     """The Renard-style baseline: an untyped edge for every pair co-mentioned at least `min_support` times."""
-    counts = Counter(_pair(m.head, m.tail) for m in where)
-    return sorted((a, b, n) for (a, b), n in counts.items() if n >= min_support)
+    return sorted((a, b, n) for (a, b), n in meetings(where).items() if n >= min_support)
+
+
+def meetings(where: list[PairMention]) -> dict[tuple[str, str], int]:
+    """How many sentence windows of the whole book name each character pair (before max_pair_mentions)."""
+    return {_pair(m.head, m.tail): m.meets for m in where}

@@ -23,6 +23,7 @@ class PairMention:
     chapter: int
     start: int           # book offsets of pair.text
     end: int
+    meets: int           # windows naming this character pair in the whole book, before max_pair_mentions
 
 
 def _evenly(items: list, limit: int) -> list:
@@ -77,5 +78,5 @@ def book_pairs(book: BookText, characters: Characters, *, window: int = 0,
                               head=Mention(a.text, a.start - start, a.end - start, "PER"),
                               tail=Mention(b.text, b.start - start, b.end - start, "PER")))
             where.append(PairMention(pair_id, a.character, b.character, first, sentences[first].chapter,
-                                     start, end))
+                                     start, end, len(found[key])))
     return pairs, where

@@ -135,7 +135,7 @@ PIPELINE = Pipeline([
           BookText.to_json, BookText.from_json),
     Stage("characters", ("text",), 1, _characters, _character_settings,
           Characters.to_json, Characters.from_json),
-    Stage("pairs", ("text", "characters"), 1, _pairs,
+    Stage("pairs", ("text", "characters"), 2, _pairs,
           lambda r: {"window": r.config.window, "max_pair_mentions": r.config.max_pair_mentions},
           _dump_pairs, _load_pairs),
     Stage("relations", ("pairs",), 1, _relations,
