@@ -191,7 +191,8 @@ def test_books_escalate_unsure_pair_sentences_and_count_routes_on_the_edges(book
         assert server.requests == []
 
 
-def test_pronouns_flag_adds_pronoun_mentions_and_recomputes_from_the_characters_stage(tmp_path, monkeypatch):
+def test_pronoun_mentions_are_on_by_default_and_switching_them_recomputes_from_the_characters_stage(
+        tmp_path, monkeypatch):
     book = tmp_path / "ferrars.txt"
     book.write_text("CHAPTER I.\n\nMr. Edward Ferrars came to Norland. He soon met Elinor Dashwood there. "
                     "Mr. Edward Ferrars liked Elinor Dashwood. Elinor Dashwood liked Mr. Edward Ferrars too. "
@@ -203,9 +204,9 @@ def test_pronouns_flag_adds_pronoun_mentions_and_recomputes_from_the_characters_
         stage = json.loads((out / "ferrars" / "stages" / "characters.json").read_text())["data"]
         return [m for m in stage["mentions"] if m["kind"] == "pronoun"]
 
-    assert run_books(args, FakeScorer(), monkeypatch) == 0
+    assert run_books([*args, "--no-pronouns"], FakeScorer(), monkeypatch) == 0
     assert pronoun_mentions() == []
-    assert run_books([*args, "--pronouns"], FakeScorer(), monkeypatch) == 0
+    assert run_books(args, FakeScorer(), monkeypatch) == 0
     assert [m["text"] for m in pronoun_mentions()] == ["He", "He"]
     manifest = json.loads((out / "ferrars" / "run.json").read_text())
     assert not manifest["stages"]["characters"]["cached"]
