@@ -6,8 +6,8 @@
 
 Prints one JSON line per gold set: the pipeline's character, pair and typed-relation P/R/F1 summed over the
 books (micro), the co-occurrence baseline's pair P/R/F1 at each minimum support (`kN`) and share of the
-book's pair sentences (`shareR`), per-stage seconds, and the
-settings. Every flag of `books` (guide, thresholds, window, ...) is accepted after `--`.
+book's pair sentences (`shareR`), per-stage seconds, and the settings. Every flag of `books` (guide,
+thresholds, window, ...) is accepted after `--`.
 """
 from __future__ import annotations
 

@@ -193,4 +193,3 @@ def write_sample(spec: str, schema: schemas.Schema, n: int, out: Path, *, seed: 
 
 __all__ = ["DATASETS", "DataError", "DataSource", "SharedMissing", "count_file", "datasets_root", "head_tail",
            "re_files", "resolve", "shared_root", "split_spec", "train_label_counts", "write_sample"]
-

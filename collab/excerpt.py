@@ -33,11 +33,11 @@ def _names(text: str, name: str, start: int, end: int) -> bool:
     return bool(name) and re.search(rf"(?<!\w){re.escape(name)}(?!\w)", text[start:end]) is not None
 
 
-def excerpt(pair: Pair, max_chars: int) -> Pair:
+def excerpt(pair: Pair, max_chars: int | None) -> Pair:
     """`pair` with its text cut to at most about `max_chars` characters around its mentions (unchanged when it
-    is short enough); the mentions' offsets point into the new text."""
+    is short enough, or `max_chars` is None); the mentions' offsets point into the new text."""
     text = pair.text
-    if len(text) <= max_chars:
+    if max_chars is None or len(text) <= max_chars:
         return pair
     segments = _segments(text)
     # every segment a mention overlaps ("Mr. Smith" spans two when sentences are split after "Mr.")

@@ -96,9 +96,8 @@ class LabelScorer:
         limit = self.template.extra.get("text_chars")
         shots = [{"text": d.text, "head": d.head.text, "tail": d.tail.text, "head_type": d.head.type,
                   "tail_type": d.tail.type, "relation": d.relation}
-                 for d in (excerpt(d, limit) if limit else d
-                           for d in (self.demonstrations(pair) if self.demonstrations else ()))]
-        pair = excerpt(pair, limit) if limit else pair
+                 for d in (excerpt(d, limit) for d in (self.demonstrations(pair) if self.demonstrations else ()))]
+        pair = excerpt(pair, limit)
         return self.template.render(
             text=pair.text, head=pair.head.text, tail=pair.tail.text, head_type=pair.head.type,
             tail_type=pair.tail.type, labels=list(self.labels), demonstrations=shots)

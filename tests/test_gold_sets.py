@@ -12,10 +12,14 @@ GRAPH = GOLD / "pride_and_prejudice_ch1-6.json"
 PAIRS = GOLD / "pride_and_prejudice_ch1-6.pairs.jsonl"
 
 
+def _character_of(graph: dict) -> dict[str, str]:
+    """Gold character id by every name and alias."""
+    return {name: c["id"] for c in graph["characters"] for name in [c["name"], *c["aliases"]]}
+
+
 def test_the_sentence_pairs_are_schema_valid_and_name_two_gold_characters():
     schema = load_schema("characters")
-    graph = load_gold(GRAPH)
-    character_of = {name: c["id"] for c in graph["characters"] for name in [c["name"], *c["aliases"]]}
+    character_of = _character_of(load_gold(GRAPH))
     pairs = list(read_pairs(PAIRS, schema=schema, require_label=True))
     assert len({p.id for p in pairs}) == len(pairs) == 65
     for pair in pairs:
@@ -29,7 +33,7 @@ def test_a_sentence_level_family_tie_is_a_tie_of_the_gold_graph():
     """A sentence may say less than the chapters do (a courtship read as acquaintance), never something else:
     each sibling or spouse stated in a sentence is in the graph."""
     graph = load_gold(GRAPH)
-    character_of = {name: c["id"] for c in graph["characters"] for name in [c["name"], *c["aliases"]]}
+    character_of = _character_of(graph)
     ties = {(frozenset((r["head"], r["tail"])), r["label"]) for r in graph["relations"]}
     family = [p for p in read_pairs(PAIRS, require_label=True) if p.relation in ("sibling_of", "spouse_of")]
     assert family
