@@ -32,7 +32,9 @@ def setup(write_jsonl, tmp_path, monkeypatch):
     out = tmp_path / "pred.jsonl"
     args = ["predict", "--data", str(data), "--out", str(out), "--cache-dir", str(tmp_path / "cache"),
             "--local-llm", "smollm2", "--escalate", "always", "--privacy", "local", "--llm-retries", "0",
-            "--llm-max-tokens", "64", "--llm-prompt-budget", "1024"]
+            "--llm-max-tokens", "64", "--llm-prompt-budget", "1024",
+            # what is tested is the cache and resume, not latency: a busy CPU can take over a minute a reply
+            "--llm-timeout", "600"]
     return {"scorer": scorer, "out": out, "args": args}
 
 
