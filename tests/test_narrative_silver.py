@@ -33,8 +33,8 @@ def _novel(folder, title):
 
 def test_negatives_are_two_named_characters_without_a_trigger_word(tmp_path):
     _novel(tmp_path / "Book", "Book")
-    pairs = narrative_silver.novel_negatives(tmp_path / "Book" / "novel_text.txt", ALIASES,
-                                             load_schema("characters"), name="Book")
+    pairs, cued = narrative_silver.novel_pairs(tmp_path / "Book" / "novel_text.txt", ALIASES,
+                                               load_schema("characters"), name="Book")
     found = {frozenset((p.head.text, p.tail.text)) for p in pairs}
     # the "sister" sentence states a relation, so it is no negative; the lone Tom sentence pairs no one
     assert found == {frozenset(("Anna Smith", "Tom Brown")), frozenset(("Tom Brown", "Mary Smith"))}
@@ -42,6 +42,8 @@ def test_negatives_are_two_named_characters_without_a_trigger_word(tmp_path):
         assert pair.relation == "no_relation" and pair.source == "pdnc-silver" and pair.id.startswith("Book:")
         assert pair.text[pair.head.start:pair.head.end] == pair.head.text
         assert "sister" not in pair.text
+    # ... and the sentence with a trigger word waits, unlabelled, for a reader
+    assert [(p.head.text, p.tail.text, p.relation) for p in cued] == [("Anna Smith", "Mary Smith", None)]
 
 
 def test_build_splits_by_novel_and_samples(tmp_path):
@@ -49,10 +51,12 @@ def test_build_splits_by_novel_and_samples(tmp_path):
     _novel(novels / "Train", "A Training Novel")
     _novel(novels / "Dev", narrative_silver.DEV_NOVELS[0].upper())  # titles match whatever their case
     (novels / "NoText").mkdir()  # a character list without a text is skipped
-    stats = narrative_silver.build(tmp_path / "out", shared=tmp_path, per_novel=1)
+    stats = narrative_silver.build(tmp_path / "out", shared=tmp_path, per_novel=1, cued_per_novel=5)
     train = [json.loads(line) for line in (tmp_path / "out" / "train.jsonl").open()]
     dev = [json.loads(line) for line in (tmp_path / "out" / "dev.jsonl").open()]
     assert len(train) == len(dev) == 1 and stats["train"] == stats["dev"] == 1
     assert train[0]["split"] == "train" and dev[0]["split"] == "dev"
-    assert stats["novels"]["A Training Novel"] == {"split": "train", "found": 2, "kept": 1}
+    assert stats["novels"]["A Training Novel"] == {"split": "train", "found": 2, "kept": 1, "cued": 1}
+    cued = [json.loads(line) for line in (tmp_path / "out" / "cued.jsonl").open()]
+    assert stats["cued"] == 1 and cued[0]["split"] == "train"  # from the training novel only
     assert json.loads((tmp_path / "out" / "stats.json").read_text())["per_novel"] == 1
