@@ -10,11 +10,12 @@ two characters and holds none of the schema's trigger words ("sister", "married"
 `no_relation`. Read on a sample, these are nearly always right at the sentence level (characters who meet,
 talk, sit together). Silver *positives* were tried too, by distant supervision from the Massey et al. dyads
 of five of these novels (a dyad's two names plus one of its label's trigger words near them), and dropped:
-of the 47 found, about half were wrong or doubtful when read ("Fanny shared her aunt's security, till she received a few lines from
-Edmund" for Fanny and Edmund, cousins). And negatives alone do not make a books guide: trained on DialogRE
-plus these, the MiniLM guide learns that narrative prose means no_relation and a book graph loses nearly
-every edge (BENCHMARKS.md, "Silver narrative negatives"). They wait for narrative positives to mix with;
-`guides/data/pdnc_cued_pairs.jsonl` is a first, hand-labelled set of them, drawn with `--cued-per-novel`.
+of the 47 found, about half were wrong or doubtful when read ("Fanny shared her aunt's security, till she
+received a few lines from Edmund" for Fanny and Edmund, cousins). And negatives alone do not make a books
+guide: trained on DialogRE plus these, the MiniLM guide learns that narrative prose means no_relation and a
+book graph loses nearly every edge (BENCHMARKS.md, "Silver narrative negatives"). They wait for narrative
+positives to mix with; `guides/data/pdnc_cued_pairs.jsonl` is a first, hand-labelled set of them, drawn
+with `--cued-per-novel`.
 
 Only name and title mentions pair up (no pronoun, speaker or narrator anchors), so each pair's two entities
 are names. No evaluation reads these novels: the books dev set is the Massey dyads of the staged novels in
@@ -111,7 +112,8 @@ def build(out: Path, *, shared: str | Path | None = None, per_novel: int = PER_N
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, type=Path)
-    parser.add_argument("--shared", default=None, help="folder holding datasets/ (default: ../shared or $COLLAB_SHARED)")
+    parser.add_argument("--shared", default=None,
+                        help="folder holding datasets/ (default: ../shared or $COLLAB_SHARED)")
     parser.add_argument("--per-novel", type=int, default=PER_NOVEL, help="pairs kept per novel")
     parser.add_argument("--cued-per-novel", type=int, default=0,
                         help="sentences with a trigger word sampled per training novel into cued.jsonl, to label")
