@@ -196,6 +196,26 @@ def test_a_frequent_pair_keeps_its_best_relation_under_the_threshold():
     assert edges[0].confidence == pytest.approx(0.25) and edges[0].support == 1
 
 
+def test_a_frequent_pair_may_take_a_relation_no_sentence_answered_first():
+    schema = load_schema("characters")
+    book, characters = make_book()
+    _, where = book_pairs(book, characters)
+    by_sentence = {(w.sentence, w.head, w.tail): w.id for w in where}
+    preds = [  # every Anna/Ben sentence answers "no relation" first and friend_of second
+        prediction(by_sentence[(0, "anna", "ben")], "no_relation", 0.6, {"no_relation": 0.6, "friend_of": 0.3}),
+        prediction(by_sentence[(2, "anna", "ben")], "no_relation", 0.5, {"no_relation": 0.5, "friend_of": 0.4,
+                                                                         "enemy_of": 0.1}),
+    ]
+    assert aggregate_edges(book, where, preds, schema, threshold=0.2) == []  # no top answer, so no plain edge
+    edges = aggregate_edges(book, where, preds, schema, threshold=0.5, frequent=0.4)
+    assert [(e.source, e.relation, e.target) for e in edges] == [("anna", "friend_of", "ben")]
+    edge = edges[0]
+    assert edge.confidence == pytest.approx(0.35) and edge.support == 0
+    # the evidence is the sentences that rated friend_of highest, best first
+    assert [(e.text, e.confidence) for e in edge.evidence] == [(SENTENCES[2], 0.4), (SENTENCES[0], 0.3)]
+    assert edge.routes == {"slm": 0, "llm": 0, "merged": 0}  # routes count supporting mentions: none here
+
+
 def test_chapter_graphs_hold_only_each_chapters_characters_and_evidence(tmp_path):
     from dataclasses import replace
 

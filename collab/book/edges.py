@@ -9,7 +9,7 @@ probabilities over the pair's mentions (fewer when the pair has fewer; a mention
 key gives 0): two or three clear statements make an edge, however many neutral sentences surround them, and
 one stray guess among many mentions does not. `support` counts the mentions whose top answer was that key.
 A pair keeps every key whose confidence reaches `threshold` and which is the top answer of at least one
-mention, so a pair may carry several relations (spouse_of and enemy_of).
+mention, so a pair may carry several relations (spouse_of and enemy_of); its evidence is those mentions.
 
 With `triggers` on, a sentence counts for a label only when it contains one of the label's trigger words
 from the schema ("sister" for sibling_of): most sentences naming two characters state no relation, and a
@@ -19,7 +19,11 @@ With `frequent` r > 0, a pair named together in at least that share of the book'
 relation keeps its most confident one anyway: characters who meet that often are related somehow (what a
 co-occurrence graph assumes), and the guide's best answer is the best guess of how. A share, not a count,
 so that one setting suits a short story and a long novel (a count chosen on novels keeps almost nothing of a
-story).
+story). Here every key counts, top answer of a mention or not: a pair whose sentences each put "no relation"
+first and friend_of second still has one relation the guide rates highest over them all (on Massey dev this
+raised pair F1 from 0.278 to 0.297 and typed F1 from 0.129 to 0.134 over top answers only). Such an edge has
+support 0, so no route counts (they count supporting mentions), and as evidence the sentences that rated it
+highest.
 """
 from __future__ import annotations
 
@@ -38,7 +42,7 @@ TOP_K = 3
 
 @dataclass(slots=True)
 class _Acc:
-    probabilities: list[float] = field(default_factory=list)
+    considered: list[tuple[float, PairMention]] = field(default_factory=list)  # every mention that rated the key
     support: int = 0
     routes: Counter = field(default_factory=Counter)
     evidence: list[tuple[float, PairMention]] = field(default_factory=list)
@@ -80,7 +84,7 @@ def aggregate_edges(book: BookText, where: list[PairMention], predictions: Itera
         for label, probability in distribution.items():
             if label == schema.negative or label == "long_tail" or not stated(label, mention):
                 continue
-            acc[schema.canonical(label, mention.head, mention.tail)].probabilities.append(probability)
+            acc[schema.canonical(label, mention.head, mention.tail)].considered.append((probability, mention))
         if pred["relation"] in (schema.negative, "long_tail") or not stated(pred["relation"], mention):
             continue
         top = acc[schema.canonical(pred["relation"], mention.head, mention.tail)]
@@ -89,10 +93,10 @@ def aggregate_edges(book: BookText, where: list[PairMention], predictions: Itera
         top.evidence.append((pred["confidence"], mention))
     scored = []
     for key, a in acc.items():
-        if a.support:
-            mentions = pair_mentions[_pair(*key[1:3])]
-            scored.append((sum(sorted(a.probabilities, reverse=True)[:TOP_K]) / min(TOP_K, mentions), key, a))
-    kept = [item for item in scored if item[0] >= threshold]
+        mentions = pair_mentions[_pair(*key[1:3])]
+        top_probabilities = sorted((p for p, _ in a.considered), reverse=True)[:TOP_K]
+        scored.append((sum(top_probabilities) / min(TOP_K, mentions), key, a))
+    kept = [item for item in scored if item[2].support and item[0] >= threshold]
     if frequent > 0:
         linked = {_pair(*key[1:3]) for _, key, _ in kept}
         # shares of all the book's pair windows, counted before max_pair_mentions capped the classified ones
@@ -106,7 +110,7 @@ def aggregate_edges(book: BookText, where: list[PairMention], predictions: Itera
         kept += best.values()
     edges = []
     for confidence, (label, source, target, directed), a in kept:
-        top = sorted(a.evidence, key=lambda e: (-e[0], e[1].start))[:evidence_per_edge]
+        top = sorted(a.evidence or a.considered, key=lambda e: (-e[0], e[1].start))[:evidence_per_edge]
         evidence = [Evidence(book.text[m.start:m.end], m.chapter, m.start, m.end, round(p, 4)) for p, m in top]
         edges.append(Edge(source, target, label, round(confidence, 4), a.support, evidence,
                           {route: a.routes.get(route, 0) for route in ROUTES}, directed))
