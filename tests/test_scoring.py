@@ -324,3 +324,12 @@ def test_a_k_shot_template_shows_retrieved_training_pairs_before_the_question(sm
     assert "no_relation" in shown and "Cause-Effect(e1,e2)" not in shown  # never the query itself
     prediction = scorer.predict([query])[0]
     assert prediction.relation in SEMEVAL
+
+
+def test_a_sentences_pairs_are_sorted_by_the_length_of_the_row_they_share():
+    from guides.scoring import _row_length
+
+    # the common part once, then each prompt's own rest; a lone prompt is its own length
+    assert _row_length([[1, 2, 3, 4], [1, 2, 5]]) == 2 + 2 + 1
+    assert _row_length([[7, 8, 9]]) == 3
+    assert _row_length([[1, 9], [2, 9]]) == 0 + 2 + 2
