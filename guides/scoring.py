@@ -390,15 +390,12 @@ class LabelScorer:
     def _predict_window(self, pairs: list[Pair], batch_size: int) -> Iterator[Prediction]:
         # by the tokens of the batch row each pair lands in (characters were a poor proxy: the entity names are
         # in the prompt too), and pairs of one text next to each other, so they can share a row
-        ids = [self.prompt_ids(pair) for pair in pairs]
-        if self.share_sentences:
-            by_text: dict[str, list[list[int]]] = {}
-            for pair, prompt in zip(pairs, ids):
-                by_text.setdefault(pair.text, []).append(prompt)
-            row = {text: _row_length(prompts) for text, prompts in by_text.items()}
-            order = sorted(range(len(pairs)), key=lambda i: (row[pairs[i].text], pairs[i].text))
-        else:
-            order = sorted(range(len(pairs)), key=lambda i: (len(ids[i]), pairs[i].text))
+        rows = [pair.text if self.share_sentences else i for i, pair in enumerate(pairs)]  # as label_scores_batch
+        prompts: dict[Any, list[list[int]]] = {}
+        for row, pair in zip(rows, pairs):
+            prompts.setdefault(row, []).append(self.prompt_ids(pair))
+        length = {row: _row_length(ids) for row, ids in prompts.items()}
+        order = sorted(range(len(pairs)), key=lambda i: (length[rows[i]], pairs[i].text))
         probs: dict[int, torch.Tensor] = {}
         for start in range(0, len(order), batch_size):
             batch = order[start:start + batch_size]
