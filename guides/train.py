@@ -60,28 +60,47 @@ def bucketed_batches(lengths: Sequence[int], micro_batch: int, seed: int) -> lis
     return batches
 
 
-def collate(examples: Sequence[Example], pad_id: int) -> dict[str, torch.Tensor]:
+def collate(examples: Sequence[Example], pad_id: int, prefix: Sequence[int] = ()) -> dict[str, Any]:
     """Left-padded batch: every answer ends at the last column, so the LM head runs only over the last
-    `keep` columns (its 49k-wide projection is a fifth of SmolLM2's forward cost when run on every token)."""
-    width = max(len(e.ids) for e in examples)
+    `keep` columns (its 49k-wide projection is a fifth of SmolLM2's forward cost when run on every token).
+
+    `prefix`: prompt tokens every example may start with (chat header, system prompt, an enumerated label
+    set). When all of the batch's examples start with them, they are cut off and run once for the batch
+    (`answer_loss`), and the rows hold the rest: [left padding][own tokens] after the common prefix.
+    """
+    k = len(prefix)
+    if not (k and all(e.n_prompt > k and e.ids[:k] == list(prefix) for e in examples)):
+        k = 0
+    width = max(len(e.ids) for e in examples) - k
     keep = max(len(e.ids) - e.n_prompt for e in examples) + 1
     ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
     mask = torch.zeros_like(ids)
     targets = torch.full((len(examples), keep - 1), IGNORE, dtype=torch.long)
     for row, e in enumerate(examples):
-        n, answer = len(e.ids), len(e.ids) - e.n_prompt
-        ids[row, width - n:] = torch.tensor(e.ids)
+        n, answer = len(e.ids) - k, len(e.ids) - e.n_prompt
+        ids[row, width - n:] = torch.tensor(e.ids[k:])
         mask[row, width - n:] = 1
         targets[row, keep - 1 - answer:] = torch.tensor(e.ids[e.n_prompt:])
-    positions = (mask.cumsum(1) - 1).clamp(min=0)
-    return {"input_ids": ids, "attention_mask": mask, "position_ids": positions, "targets": targets, "keep": keep}
+    positions = (mask.cumsum(1) - 1).clamp(min=0) + k
+    return {"input_ids": ids, "attention_mask": mask, "position_ids": positions, "targets": targets, "keep": keep,
+            "prefix": torch.tensor(prefix[:k], dtype=torch.long)}
 
 
-def answer_loss(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Mean cross-entropy over the answer tokens (logits at column c predict the token at c + 1)."""
+def answer_loss(model: Any, batch: dict[str, Any]) -> torch.Tensor:
+    """Mean cross-entropy over the answer tokens (logits at column c predict the token at c + 1).
+
+    A batch's common prefix runs once, with gradients, and every row attends to its keys and values: the
+    same loss as running it in each row, for 1/batch of its cost.
+    """
     device = next(model.parameters()).device
-    out = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
-                position_ids=batch["position_ids"].to(device), logits_to_keep=batch["keep"], use_cache=False)
+    ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
+    prefix, cache = batch["prefix"].to(device), None
+    if len(prefix):
+        cache = model(input_ids=prefix[None], use_cache=True, logits_to_keep=1).past_key_values
+        cache.batch_repeat_interleave(len(ids))
+        mask = torch.cat([torch.ones(len(ids), len(prefix), dtype=mask.dtype, device=device), mask], dim=1)
+    out = model(input_ids=ids, attention_mask=mask, position_ids=batch["position_ids"].to(device),
+                past_key_values=cache, logits_to_keep=batch["keep"], use_cache=cache is not None)
     logits = out.logits[:, :-1].float()
     return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
                                              batch["targets"].to(device).reshape(-1), ignore_index=IGNORE)
@@ -134,10 +153,13 @@ def _load_checkpoint(path: Path, model: Any, optimizer: Any, scheduler: Any, set
 
 
 def train_lora(model: Any, tokenizer: Any, examples: list[Example], out_dir: Path, settings: TrainSettings, *,
-               data_key: str, max_steps: int | None = None, progress: bool = True) -> dict:
+               data_key: str, prefix: Sequence[int] = (), max_steps: int | None = None, progress: bool = True
+               ) -> dict:
     """Train LoRA adapters on `examples`; resumes from out_dir/checkpoint. Returns training statistics.
 
-    `max_steps` stops early (for tests and timing runs); the schedule still spans the full run.
+    `prefix`: the prompt tokens examples share, run once per batch (see `collate`); `max_steps` stops early
+    (for tests and timing runs); the schedule still spans the full run. `tokens` counts the tokens the
+    examples hold, `computed_tokens` those the forward passes ran (a shared prefix once per batch).
     """
     from tqdm import tqdm
     from transformers import get_linear_schedule_with_warmup
@@ -160,6 +182,7 @@ def train_lora(model: Any, tokenizer: Any, examples: list[Example], out_dir: Pat
     done_micro = state.get("micro_step", 0)
     losses: list[float] = state.get("losses", [])
     tokens = state.get("tokens", 0)
+    computed = state.get("computed_tokens", 0)
     seconds = state.get("seconds", 0.0)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     stop_micro = min(total_micro, done_micro + max_steps * accumulation) if max_steps else total_micro
@@ -174,11 +197,13 @@ def train_lora(model: Any, tokenizer: Any, examples: list[Example], out_dir: Pat
             if micro < done_micro:  # already trained before the resume
                 micro += 1
                 continue
-            batch = collate([examples[i] for i in batch_ids], pad)
+            batch = collate([examples[i] for i in batch_ids], pad, prefix)
             loss = answer_loss(model, batch)
             (loss / accumulation).backward()
             losses.append(loss.item())
-            tokens += int(batch["attention_mask"].sum())
+            own = int(batch["attention_mask"].sum())
+            tokens += own + len(batch["prefix"]) * len(batch_ids)
+            computed += own + len(batch["prefix"])
             micro += 1
             if micro % accumulation == 0 or micro == stop_micro:
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -189,8 +214,8 @@ def train_lora(model: Any, tokenizer: Any, examples: list[Example], out_dir: Pat
                 if step % settings.checkpoint_every == 0 and micro < stop_micro:
                     elapsed = seconds + time.perf_counter() - started
                     _save_checkpoint(checkpoint, model, optimizer, scheduler, {
-                        "micro_step": micro, "losses": losses, "tokens": tokens, "seconds": elapsed,
-                        "settings_key": settings_key})
+                        "micro_step": micro, "losses": losses, "tokens": tokens, "computed_tokens": computed,
+                        "seconds": elapsed, "settings_key": settings_key})
             elapsed = seconds + time.perf_counter() - started
             bar.update(1)
             bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}", tok_s=f"{tokens / elapsed:.0f}")
@@ -198,9 +223,9 @@ def train_lora(model: Any, tokenizer: Any, examples: list[Example], out_dir: Pat
     elapsed = seconds + time.perf_counter() - started
     if micro < total_micro:  # stopped early: leave a checkpoint the next run continues from
         _save_checkpoint(checkpoint, model, optimizer, scheduler, {
-            "micro_step": micro, "losses": losses, "tokens": tokens, "seconds": elapsed,
+            "micro_step": micro, "losses": losses, "tokens": tokens, "computed_tokens": computed, "seconds": elapsed,
             "settings_key": settings_key})
     model.eval()
     return {"model": model, "micro_steps": micro, "optimizer_steps": math.ceil(micro / accumulation),
-            "losses": losses, "tokens": tokens, "seconds": round(elapsed, 1),
+            "losses": losses, "tokens": tokens, "computed_tokens": computed, "seconds": round(elapsed, 1),
             "tokens_per_second": round(tokens / elapsed, 1) if elapsed else None, "finished": micro >= total_micro}

@@ -60,6 +60,55 @@ def test_answer_loss_equals_the_unpadded_per_example_loss():
     assert float(batched) == pytest.approx(total / count, rel=1e-4)
 
 
+PREFIX = [30, 31, 32, 33, 34]
+
+
+def _prefixed(batch_examples: list[Example]) -> list[Example]:
+    return [Example(PREFIX + e.ids, e.n_prompt + len(PREFIX)) for e in batch_examples]
+
+
+def _loss_and_grads(model, batch) -> tuple[float, dict[str, torch.Tensor]]:
+    model.zero_grad()
+    loss = answer_loss(model, batch)
+    loss.backward()
+    return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def test_a_shared_prefix_runs_once_with_the_same_loss_and_gradients():
+    model = tiny_llama()
+    data = _prefixed(examples(5))
+    shared = collate(data, 0, PREFIX)
+    assert shared["prefix"].tolist() == PREFIX and shared["input_ids"].shape[1] == max(len(e.ids) for e in data) - 5
+    assert shared["position_ids"][0, -1] == len(data[0].ids) - 1  # rows continue the prefix's positions
+    loss, grads = _loss_and_grads(model, shared)
+    plain_loss, plain_grads = _loss_and_grads(model, collate(data, 0))
+    assert loss == pytest.approx(plain_loss, rel=1e-5)
+    assert grads.keys() == plain_grads.keys() and grads
+    for name in grads:  # the prefix's weights get the gradient of every row through its shared keys and values
+        torch.testing.assert_close(grads[name], plain_grads[name], rtol=1e-4, atol=1e-6)
+
+
+def test_a_batch_with_one_example_lacking_the_prefix_is_not_shared():
+    data = _prefixed(examples(3)) + examples(1)  # e.g. a long prompt cut from its start
+    batch = collate(data, 0, PREFIX)
+    assert batch["prefix"].numel() == 0 and batch["input_ids"].shape[1] == max(len(e.ids) for e in data)
+    # A prefix that is the whole prompt leaves no row token to predict the answer's first token from.
+    assert collate([Example(PREFIX + [44, 45], len(PREFIX))], 0, PREFIX)["prefix"].numel() == 0
+
+
+def test_training_with_a_shared_prefix_lowers_the_loss_and_counts_computed_tokens(tmp_path):
+    data = _prefixed(examples())
+    result = train_lora(tiny_llama(), TOKENIZER, data, tmp_path, SETTINGS, data_key="d", prefix=PREFIX,
+                        progress=False)
+    assert result["tokens"] == SETTINGS.epochs * sum(len(e.ids) for e in data)
+    batches = result["micro_steps"]
+    assert result["computed_tokens"] == result["tokens"] - batches * (SETTINGS.micro_batch - 1) * len(PREFIX)
+    with torch.no_grad():
+        before = float(answer_loss(tiny_llama(), collate(data, 0)))
+        after = float(answer_loss(result["model"], collate(data, 0, PREFIX)))
+    assert after < before * 0.3
+
+
 def test_batches_cover_every_example_once_and_depend_on_the_seed():
     lengths = [5, 9, 2, 7, 7, 3, 8, 1, 4, 6]
     batches = bucketed_batches(lengths, 3, seed=1)
