@@ -1,16 +1,20 @@
 """CPU training throughput of the guide's LoRA trainer against the same training padded to a fixed length.
 
     python benchmarks/train_speed.py --n 96 --threads 2
+    python benchmarks/train_speed.py --n 96 --threads 2 --prompt slm/schema_enum.v1 --max-length 384
 
 Both arms train the same LoRA (r 16 on q/k/v/o/gate/up/down of SmolLM2, fp32) on the same SemEval training
 pairs for the same number of micro-batches, each from fresh adapters, after one warm-up batch:
 
 * guide trainer (`guides/train.py`): length-bucketed batches, left-padded to the batch's longest pair, LM head
   only over the answer columns, loss on the answer tokens;
+* the same trainer with the prompt prefix every pair shares (chat header, system prompt, a listed label set)
+  run in every row, as it was before that prefix ran once per batch;
 * baseline: every batch padded to `--max-length` tokens and the LM head over every column (what a plain
   causal-LM fine-tune with ignored prompt labels computes), same loss.
 
-Tokens/s counts real (non-padding) tokens. Useful work = 4 x non-embedding parameters per real token (the
+Tokens/s counts the pairs' real (non-padding) tokens, a shared prefix in each pair: the training data
+consumed per second. Useful GFLOP/s counts the tokens computed: a shared prefix once per batch. Useful work = 4 x non-embedding parameters per real token (the
 forward pass, and the backward pass through the activations; frozen weights need no weight gradient and the
 LoRA matrices are tiny), LM head not counted; its rate is compared with the fp32 matmul peak measured here at
 the model's shapes. Prints one JSON object.
@@ -36,6 +40,7 @@ def main() -> None:
     parser.add_argument("--micro-batch", type=int, default=8, help="pairs per forward/backward pass, both arms")
     parser.add_argument("--max-length", type=int, default=128, help="the baseline's fixed padded length")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--prompt", default="slm/guide.v1", help="the training prompt (a template in prompts/)")
     args = parser.parse_args()
 
     import torch
@@ -66,25 +71,26 @@ def main() -> None:
             mask[row, :len(e.ids)] = 1
             targets[row, e.n_prompt - 1:len(e.ids) - 1] = torch.tensor(e.ids[e.n_prompt:])
         return {"input_ids": ids, "attention_mask": mask, "position_ids": (mask.cumsum(1) - 1).clamp(min=0),
-                "targets": targets, "keep": args.max_length}
+                "targets": targets, "keep": args.max_length, "prefix": torch.tensor([], dtype=torch.long)}
 
     results = {}
-    for arm in ("guide_trainer", "padded_baseline"):
+    for arm in ("guide_trainer", "guide_trainer_unshared", "padded_baseline"):
         model, tokenizer = load_model("smollm2", None, device="cpu")
-        scorer = LabelScorer(model, tokenizer, schema.label_names, template="slm/guide.v1")
+        scorer = LabelScorer(model, tokenizer, schema.label_names, template=args.prompt)
         examples, _ = encode(pairs, scorer, lambda p: p.relation, args.max_length)
         model = add_lora(model, settings)
         model.train()
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=settings.lr)
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        if arm == "guide_trainer":
+        if arm.startswith("guide_trainer"):
             batches = [[examples[i] for i in b] for b in bucketed_batches([len(e.ids) for e in examples], mb, 13)]
-            make = lambda b: collate(b, pad)  # noqa: E731
+            prefix = scorer.shared_prefix if arm == "guide_trainer" else ()
+            make = lambda b: collate(b, pad, prefix)  # noqa: E731
         else:
             batches = [examples[i:i + mb] for i in range(0, len(examples), mb)]
             make = lambda b: padded(b, pad)  # noqa: E731
         batches = [make(b) for b in batches]
-        tokens = 0
+        tokens = computed = 0
         start = None
         for i, batch in enumerate(batches):
             if i == 1:  # the first batch warms up
@@ -94,19 +100,23 @@ def main() -> None:
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             if i >= 1:
-                tokens += int(batch["attention_mask"].sum())
+                shared = len(batch.get("prefix", ()))
+                tokens += int(batch["attention_mask"].sum()) + shared * len(batch["input_ids"])
+                computed += int(batch["attention_mask"].sum()) + shared
         seconds = time.perf_counter() - start
         body, head = _body_and_head(model.get_base_model())
         results[arm] = {"tokens_per_s": round(tokens / seconds, 1), "seconds": round(seconds, 2),
-                        "useful_gflops": round((4 * body * tokens) / seconds / 1e9, 1)}
+                        "computed_share": round(computed / tokens, 3),
+                        "useful_gflops": round((4 * body * computed) / seconds / 1e9, 1)}
         peak = matmul_peak(model.get_base_model(), tokens=mb * 48)
     guide, baseline = results["guide_trainer"], results["padded_baseline"]
-    print(json.dumps({
+    print(json.dumps({"prompt": args.prompt,
         "date": datetime.date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
         f"{args.threads} torch threads", "command": "python " + " ".join(sys.argv), "pairs": args.n,
         "micro_batch": mb,
         **{f"{arm}_{k}": v for arm, row in results.items() for k, v in row.items()},
         "speedup": round(guide["tokens_per_s"] / baseline["tokens_per_s"], 2),
+        "prefix_sharing_speedup": round(guide["tokens_per_s"] / results["guide_trainer_unshared"]["tokens_per_s"], 2),
         "matmul_peak_gflops": round(peak, 1),
         "guide_trainer_share_of_peak": round(guide["useful_gflops"] / peak, 3),
     }))
