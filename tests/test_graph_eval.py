@@ -179,9 +179,14 @@ def test_massey_titles_convert_with_the_mapping(schema):
     # "Emma Woodhouse | Mr. Woodhouse: child" swaps into parent_of(Mr. Woodhouse, Emma).
     assert rel("mr_woodhouse", "parent_of", "emma_woodhouse") in emma["relations"]
     expectations = massey_gold("Great Expectations")
-    assert char("abel_magwitch", "Abel Magwitch", "The Convict") in expectations["characters"]
+    assert char("abel_magwitch", "Abel Magwitch", "The Convict", "Abel") in expectations["characters"]
     assert rel("jaggers", "employer_of", "wemmick") in expectations["relations"]  # "Wemmick | Jaggers: employee"
     assert all(r["head"] != r["tail"] for r in expectations["relations"])  # the "Jaggers | Jaggers" row is dropped
     assert expectations["dropped"] == 1
+    # A full name's given name is an alias when no other character of the title has it.
+    silas = {c["name"]: c["aliases"] for c in massey_gold("Silas Marner")["characters"]}
+    assert "Aaron" in silas["Aaron Winthrop"] and silas["The peddler"] == []
+    names = [c["name"] for c in massey_gold("Little Women")["characters"]]
+    assert "Meg" in massey_gold("Little Women")["characters"][names.index("Meg March")]["aliases"]
     with pytest.raises(GoldError, match="no title 'Emma Two'; known: "):
         massey_gold("Emma Two")

@@ -202,7 +202,27 @@ def massey_gold(title: str, *, shared: str | Path | None = None, schema: Schema 
             relation = {"head": tail if swap else head, "tail": head if swap else tail, "label": name}
             if relation not in relations:
                 relations.append(relation)
+    _add_given_names(list(characters.values()))
     return {"title": title, "characters": list(characters.values()), "relations": relations, "dropped": dropped}
+
+
+def _add_given_names(characters: list[dict[str, Any]]) -> None:
+    """Massey's dyads name a character once, in full ("Elinor Dashwood", "Mr. George Knightley"), where the
+    novel and any character finder call her "Elinor": a full name's given name becomes an alias when no other
+    character of the title has it. Names with a lower-case word ("The peddler", "Duchess of Monmouth", "Mr. and
+    Mrs. Allen") have none."""
+    from .characters import ABBREVIATIONS, TITLES
+
+    owners: dict[str, list[dict[str, Any]]] = {}
+    for record in characters:
+        words = record["name"].split()
+        while words and words[0].rstrip(".") in {*TITLES, *ABBREVIATIONS}:
+            words = words[1:]
+        if len(words) >= 2 and all(w[0].isupper() for w in words):
+            owners.setdefault(words[0], []).append(record)
+    for given, records in owners.items():
+        if len(records) == 1 and given not in records[0]["aliases"]:
+            records[0]["aliases"].append(given)
 
 
 # --- matching -----------------------------------------------------------------------------------------------
