@@ -202,27 +202,31 @@ def massey_gold(title: str, *, shared: str | Path | None = None, schema: Schema 
             relation = {"head": tail if swap else head, "tail": head if swap else tail, "label": name}
             if relation not in relations:
                 relations.append(relation)
-    _add_given_names(list(characters.values()))
+    _add_name_parts(list(characters.values()))
     return {"title": title, "characters": list(characters.values()), "relations": relations, "dropped": dropped}
 
 
-def _add_given_names(characters: list[dict[str, Any]]) -> None:
-    """Massey's dyads name a character once, in full ("Elinor Dashwood", "Mr. George Knightley"), where the
-    novel and any character finder call her "Elinor": a full name's given name becomes an alias when no other
-    character of the title has it. Names with a lower-case word ("The peddler", "Duchess of Monmouth", "Mr. and
-    Mrs. Allen") have none."""
+def _add_name_parts(characters: list[dict[str, Any]]) -> None:
+    """Massey's dyads name a character once, in full ("Elinor Dashwood", "Bentley Drummle"), where the novel
+    and any character finder say "Elinor" and "Drummle": a full name's given name and surname become aliases
+    when no other character of the title has that word in its name. Names with a lower-case word ("The
+    peddler", "Duchess of Monmouth", "Mr. and Mrs. Allen") give none."""
     from .characters import ABBREVIATIONS, TITLES
 
-    owners: dict[str, list[dict[str, Any]]] = {}
+    owners: dict[str, set[str]] = {}
+    parts: dict[str, list[str]] = {}
     for record in characters:
         words = record["name"].split()
         while words and words[0].rstrip(".") in {*TITLES, *ABBREVIATIONS}:
             words = words[1:]
+        for word in words:
+            owners.setdefault(word, set()).add(record["id"])
         if len(words) >= 2 and all(w[0].isupper() for w in words):
-            owners.setdefault(words[0], []).append(record)
-    for given, records in owners.items():
-        if len(records) == 1 and given not in records[0]["aliases"]:
-            records[0]["aliases"].append(given)
+            parts[record["id"]] = [words[0], words[-1]]
+    for record in characters:
+        for word in parts.get(record["id"], ()):
+            if owners[word] == {record["id"]} and word not in record["aliases"]:
+                record["aliases"].append(word)
 
 
 # --- matching -----------------------------------------------------------------------------------------------
