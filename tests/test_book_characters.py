@@ -112,6 +112,41 @@ def test_a_mrs_and_a_miss_of_one_name_stay_two_women(nlp):
     assert by_alias(found, "Mrs. Price").aliases == []
 
 
+def test_a_familys_mother_and_aunt_are_not_its_daughter(nlp):
+    book = make_book(
+        "Jo March sat by the fire, and Jo March was writing a story.",
+        "Then Mrs. March came in from the cold, and Mrs. March kissed her.",
+        "Aunt March sent a note the next day, and Aunt March wanted a companion.",
+        "Amy Dorrit sat by the window, and Amy Dorrit drew a picture.",
+        "Years later the children ran to Aunt Amy, and Aunt Amy laughed.",
+        "Mrs. Jane Smith called in the evening, and Mrs. Jane Smith brought a cake.",
+        "Mrs. Smith stayed to tea, and Mrs. Smith talked of the war.",
+    )
+    found, _ = find(book, nlp)
+    jo = by_alias(found, "Jo March")
+    assert by_alias(found, "Mrs. March").id != jo.id and by_alias(found, "Aunt March").id != jo.id
+    assert by_alias(found, "Mrs. March").id != by_alias(found, "Aunt March").id
+    assert "Mrs. Smith" in by_alias(found, "Mrs. Jane Smith").aliases  # her full name carries the title
+    assert "Aunt Amy" in by_alias(found, "Amy Dorrit").aliases  # a first name: her, as an aunt
+
+
+def test_officers_are_not_the_mr_of_their_family_nor_of_another_rank(nlp):
+    book = make_book(
+        "Henry Tilney danced with Catherine, and Henry Tilney talked of muslin.",
+        ["Mr. Tilney was very agreeable, and Mr. Tilney made her laugh.", "Mr. Tilney smiled."],
+        "General Tilney was a stern father, and General Tilney liked dinner early.",
+        "Captain Tilney was the elder son, and Captain Tilney flirted with Isabella.",
+        "Frederick Wentworth came back rich, and Frederick Wentworth was proud.",
+        "Captain Wentworth would not look at Anne, and Captain Wentworth left the room.",
+    )
+    found, _ = find(book, nlp)
+    henry = by_alias(found, "Henry Tilney")  # the most frequent title of his surname is taken first
+    assert "Mr. Tilney" in henry.aliases
+    general, captain = by_alias(found, "General Tilney"), by_alias(found, "Captain Tilney")
+    assert len({henry.id, general.id, captain.id}) == 3
+    assert "Captain Wentworth" in by_alias(found, "Frederick Wentworth").aliases  # no Mr. of his to clash with
+
+
 def test_min_mentions_drops_characters_with_their_mentions(nlp):
     book = make_book(
         "Mr. Collins arrived on Monday, and Mr. Collins talked all evening.",

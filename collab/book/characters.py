@@ -53,6 +53,11 @@ TITLES: dict[str, tuple[str | None, bool]] = {
 FORMAL = frozenset({"Sir", "Lord", "Lady", "Dame"})
 # A Mrs. (or Lady) and a Miss of one surname are two women: mother and daughter, or two families.
 MARRIED, UNMARRIED = frozenset({"Mrs", "Lady", "Dame", "Madame"}), frozenset({"Miss", "Mademoiselle"})
+# Titles of a family's wife, aunt or uncle: "Mrs. March" and "Aunt March" are not the daughter "Jo March".
+FAMILY_ROLES = frozenset({"Mrs", "Madame", "Aunt", "Uncle"})
+# An officer is neither the Mr. of his family ("General Tilney", his son "Mr. Tilney") nor an officer of
+# another rank ("Captain Tilney", the elder son).
+RANKS = frozenset({"Colonel", "Captain", "Major", "General", "Lieutenant", "Sergeant"})
 ABBREVIATIONS = {"Col": "Colonel", "Capt": "Captain", "Rev": "Reverend", "Prof": "Professor", "Mme": "Madame",
                  "Mlle": "Mademoiselle"}
 
@@ -241,10 +246,15 @@ class _Cluster:
         return {f.title for f in self.forms if f.title}
 
     def clashes(self, form: _Form) -> bool:
-        """A Mrs. or Lady joining a Miss, or the other way round. Unlike gender this only blocks: "Lady Bertram"
-        is no Miss Julia Bertram, which does not make her the other daughter, Maria Bertram."""
+        """A Mrs. or Lady joining a Miss, or the other way round; an officer joining a Mr. or an officer of
+        another rank. Unlike gender this only blocks: "Lady Bertram" is no Miss Julia Bertram, which does not
+        make her the other daughter, Maria Bertram."""
         titles = self.titles
-        return bool((form.title in MARRIED and titles & UNMARRIED) or (form.title in UNMARRIED and titles & MARRIED))
+        if (form.title in MARRIED and titles & UNMARRIED) or (form.title in UNMARRIED and titles & MARRIED):
+            return True
+        if form.title in RANKS:
+            return bool(titles & RANKS - {form.title} or "Mr" in titles)
+        return form.title == "Mr" and bool(titles & RANKS)
 
     def accepts(self, form: _Form) -> bool:
         """No title of the other gender inside one character, and no clash with its other gender cues."""
@@ -595,6 +605,11 @@ def _attach(form: _Form, clusters: list[_Cluster]) -> bool:
         # women, "Darcy" is the man's.
         fits = [c for c in fits if c.gender == "m"]
     if len(fits) != 1 or fits[0].clashes(form):
+        return False
+    if (form.title in FAMILY_ROLES and form.title not in fits[0].titles and len(fits[0].names) > 1
+            and form.names[0].lower() == fits[0].names[-1].lower()):
+        # "Mrs. March" is the mother of "Jo March", not Jo, unless a full name of hers carries the title
+        # ("Mrs. John Knightley", then "Mrs. Knightley"); "Aunt Amy" is still Amy March.
         return False
     fits[0].forms.append(form)
     return True
