@@ -90,7 +90,8 @@ def answer_loss(model: Any, batch: dict[str, Any]) -> torch.Tensor:
     """Mean cross-entropy over the answer tokens (logits at column c predict the token at c + 1).
 
     A batch's common prefix runs once, with gradients, and every row attends to its keys and values: the
-    same loss as running it in each row, for 1/batch of its cost.
+    same loss as running it in each row, for 1/batch of its cost (in training, LoRA dropout then draws one
+    mask for the prefix rather than one per row).
     """
     device = next(model.parameters()).device
     ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
