@@ -14,10 +14,10 @@ pairs for the same number of micro-batches, each from fresh adapters, after one 
   causal-LM fine-tune with ignored prompt labels computes), same loss.
 
 Tokens/s counts the pairs' real (non-padding) tokens, a shared prefix in each pair: the training data
-consumed per second. Useful GFLOP/s counts the tokens computed: a shared prefix once per batch. Useful work = 4 x non-embedding parameters per real token (the
-forward pass, and the backward pass through the activations; frozen weights need no weight gradient and the
-LoRA matrices are tiny), LM head not counted; its rate is compared with the fp32 matmul peak measured here at
-the model's shapes. Prints one JSON object.
+consumed per second. Useful work = 4 x non-embedding parameters per real token computed (a shared prefix once
+per batch; the forward pass, and the backward pass through the activations; frozen weights need no weight
+gradient and the LoRA matrices are tiny), LM head not counted; its rate is compared with the fp32 matmul peak
+measured here at the model's shapes. Prints one JSON object.
 """
 from __future__ import annotations
 
@@ -100,7 +100,7 @@ def main() -> None:
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             if i >= 1:
-                shared = len(batch.get("prefix", ()))
+                shared = len(batch["prefix"])
                 tokens += int(batch["attention_mask"].sum()) + shared * len(batch["input_ids"])
                 computed += int(batch["attention_mask"].sum()) + shared
         seconds = time.perf_counter() - start
