@@ -48,33 +48,18 @@ def kind_of(name: str) -> str:
 
 
 def main() -> None:
+    from speed import pair_arguments, pairs_and_scorer
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", default="semeval:test")
-    parser.add_argument("--n", type=int, default=200, help="first N pairs of the data")
-    parser.add_argument("--book-pairs", help="a books run's stages/pairs.json, instead of --data")
-    parser.add_argument("--schema", default="semeval")
-    parser.add_argument("--guide", default="semeval-smollm2-codes")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=8)
+    pair_arguments(parser)
     parser.add_argument("--top", type=int, default=12, help="operators listed by own time")
     args = parser.parse_args()
 
-    import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from collab import api, datasets
-    from collab.config import Config
-    from collab.schema import load_schema
     from guides.scoring import _common_length
 
-    from speed import book_pairs
-
-    torch.set_num_threads(args.threads)
-    config = Config(schema=args.schema, guide=args.guide, threads=args.threads, batch_size=args.batch_size)
-    schema = load_schema(args.schema)
-    pairs = (book_pairs(args.book_pairs) if args.book_pairs
-             else list(datasets.resolve(args.data).read(schema=schema)))[:args.n]
-    scorer = api.scorer_for(config, schema)
+    _, _, pairs, scorer = pairs_and_scorer(args)
     scorer.predict(pairs[:args.batch_size], args.batch_size)  # warm-up, as in speed.py
     computed = []  # tokens each forward pass runs, padding included (the shared prefix is cached by now)
     hook = scorer.model.register_forward_pre_hook(

@@ -34,8 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def pair_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags this script shares with profile_scoring.py: which pairs, which guide, threads, batch size."""
     parser.add_argument("--data", default="semeval:test")
     parser.add_argument("--n", type=int, default=200, help="first N pairs of the data")
     parser.add_argument("--book-pairs", help="a books run's stages/pairs.json, instead of --data")
@@ -43,14 +43,14 @@ def main() -> None:
     parser.add_argument("--guide", default="semeval-smollm2-codes", help="a language-model guide (generate needs one)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--new-tokens", type=int, default=10)
-    args = parser.parse_args()
 
+
+def pairs_and_scorer(args: argparse.Namespace) -> tuple:
+    """(config, schema, the first N pairs, the guide's scorer), with torch's threads set."""
     import torch
 
     from collab import api, datasets
     from collab.config import Config
-    from collab.metrics import score
     from collab.schema import load_schema
 
     torch.set_num_threads(args.threads)
@@ -58,7 +58,21 @@ def main() -> None:
     schema = load_schema(args.schema)
     pairs = (book_pairs(args.book_pairs) if args.book_pairs
              else list(datasets.resolve(args.data).read(schema=schema)))[:args.n]
-    scorer = api.scorer_for(config, schema)
+    return config, schema, pairs, api.scorer_for(config, schema)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    pair_arguments(parser)
+    parser.add_argument("--new-tokens", type=int, default=10)
+    args = parser.parse_args()
+
+    import torch
+
+    from collab import api
+    from collab.metrics import score
+
+    config, schema, pairs, scorer = pairs_and_scorer(args)
     model, tokenizer = scorer.model, scorer.tokenizer
 
     def generate(pair) -> str:
