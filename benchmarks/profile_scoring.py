@@ -7,8 +7,9 @@
 `speed.py` measures how much of the matmul peak the guide reaches; this says what the rest goes to, so the
 two inputs (short SemEval sentences, a novel's sentences where several pairs share a row) can be compared:
 matrix products (the work counted as useful), attention, and the norms, activations, copies and masks
-around them; and the share of the tokens computed that are padding (rows of one batch run to one width). Times are the operators' own CPU time (children excluded), summed over the run; profiling
-slows the run, so its wall time is no speed figure. Prints one JSON object.
+around them; and the share of the tokens computed that are padding (rows of one batch run to one width).
+Times are the operators' own CPU time (children excluded), summed over the run; profiling slows the run, so
+its wall time is no speed figure. Prints one JSON object.
 """
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ def kind_of(name: str) -> str:
 
 
 def main() -> None:
-    from speed import pair_arguments, pairs_and_scorer
+    from speed import label_nodes, pair_arguments, pairs_and_scorer
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     pair_arguments(parser)
@@ -57,7 +58,7 @@ def main() -> None:
 
     from torch.profiler import ProfilerActivity, profile
 
-    from guides.scoring import _common_length
+    from guides.scoring import _row_length
 
     _, _, pairs, scorer = pairs_and_scorer(args)
     scorer.predict(pairs[:args.batch_size], args.batch_size)  # warm-up, as in speed.py
@@ -78,9 +79,8 @@ def main() -> None:
     rows: dict[str, list[list[int]]] = {}
     for pair in pairs:
         rows.setdefault(pair.text, []).append(scorer.prompt_ids(pair)[k:])
-    lengths = [_common_length(r) + sum(len(x) - _common_length(r) for x in r) for r in rows.values()]
-    nodes = sum(trie.n_nodes for trie in scorer._tries) if scorer.tree else sum(len(c) - 1 for c in scorer.continuations)
-    real = sum(lengths) + nodes * len(pairs)
+    lengths = [_row_length(r) for r in rows.values()]
+    real = sum(lengths) + label_nodes(scorer) * len(pairs)
     print(json.dumps({
         "date": datetime.date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
         f"{args.threads} torch threads", "command": "python " + " ".join(sys.argv),

@@ -167,7 +167,7 @@ def guide_flops(scorer, pairs) -> float:
     body, head = _body_and_head(scorer.model)
     k = len(scorer.shared_prefix)
     fed = k  # once per run
-    nodes = sum(trie.n_nodes for trie in scorer._tries) if scorer.tree else sum(len(c) - 1 for c in scorer.continuations)
+    nodes = label_nodes(scorer)
     by_text: dict[str, list[list[int]]] = {}
     for pair in pairs:
         by_text.setdefault(pair.text, []).append(scorer.prompt_ids(pair)[k:])
@@ -175,6 +175,11 @@ def guide_flops(scorer, pairs) -> float:
         common = _common_length(rests) if scorer.share_sentences else 0
         fed += common + sum(len(r) - common + nodes for r in rests)
     return 2.0 * body * fed + 2.0 * head * len(pairs) * (1 + nodes)
+
+
+def label_nodes(scorer) -> int:
+    """Label tokens fed after each prompt: the label tries' nodes (none with one-token label codes)."""
+    return sum(trie.n_nodes for trie in scorer._tries) if scorer.tree else sum(len(c) - 1 for c in scorer.continuations)
 
 
 def matmul_peak(model, tokens: int, seconds: float = 2.0) -> float:

@@ -16,6 +16,7 @@ from typing import Any, Iterable
 from ..datasets import datasets_root
 from ..metrics import Counts
 from ..schema import MAPPING_DIR, Schema, load_mapping, load_schema
+from .characters import ABBREVIATIONS, TITLES
 
 # Under shared/datasets (see collab.datasets.shared_root for where that is).
 MASSEY_GRAPHS = "character_relations_massey2015/gold_graphs_by_title.json"
@@ -211,8 +212,6 @@ def _add_name_parts(characters: list[dict[str, Any]]) -> None:
     and any character finder say "Elinor" and "Drummle": a full name's given name and surname become aliases
     when no other character of the title has that word in its name. Names with a lower-case word ("The
     peddler", "Duchess of Monmouth", "Mr. and Mrs. Allen") give none."""
-    from .characters import ABBREVIATIONS, TITLES
-
     owners: dict[str, set[str]] = {}
     parts: dict[str, list[str]] = {}
     for record in characters:
