@@ -41,11 +41,12 @@ class EndpointScorer(LabelScorer):
     def label_scores(self, pair: Pair) -> torch.Tensor:
         return self.label_scores_batch([pair])[0]
 
-    def label_scores_batch(self, pairs: Sequence[Pair]) -> torch.Tensor:
+    def label_scores_batch(self, pairs: Sequence[Pair], prompts: Sequence[list[int]] | None = None) -> torch.Tensor:
+        """`prompts` (token ids) go unused: the server takes the prompts' text and tokenizes it itself."""
         import openai
 
-        prompts = [self._chat_text(self.render(p).messages, generation_prompt=True) for p in pairs]
-        texts = [prompt + cont for prompt in prompts for cont in self.continuation_texts]
+        prompt_texts = [self._chat_text(self.render(p).messages, generation_prompt=True) for p in pairs]
+        texts = [prompt + cont for prompt in prompt_texts for cont in self.continuation_texts]
         try:
             reply = self.client.completions.create(model=self.served_model, prompt=texts, max_tokens=1,
                                                    temperature=0.0, echo=True, logprobs=1)
@@ -61,7 +62,7 @@ class EndpointScorer(LabelScorer):
         scores = torch.empty((len(pairs), n), dtype=torch.float64)
         for i, choice in enumerate(choices):
             row, label = divmod(i, n)
-            scores[row, label] = self._continuation_logprob(choice, len(prompts[row]), len(texts[i]), label)
+            scores[row, label] = self._continuation_logprob(choice, len(prompt_texts[row]), len(texts[i]), label)
         return scores
 
     def _continuation_logprob(self, choice: Any, start: int, end: int, label: int) -> float:

@@ -260,7 +260,7 @@ class LabelScorer:
         return scores
 
     @torch.inference_mode()
-    def label_scores_batch(self, pairs: Sequence[Pair]) -> torch.Tensor:
+    def label_scores_batch(self, pairs: Sequence[Pair], prompts: Sequence[list[int]] | None = None) -> torch.Tensor:
         """`label_scores` for several pairs at once (shape [n_pairs, n_labels]): one forward pass over all the
         prompts, one over all the label tries. Bigger matrix products are what a CPU does fast.
 
@@ -270,11 +270,13 @@ class LabelScorer:
         itself only; position ids restart after the common part for each rest, and each trie node sees its
         pair's prompt and its ancestors; so every pair sees exactly what the one-pair path sees. Models
         where a custom mask cannot be used go one pair at a time.
+
+        `prompts`: the pairs' `prompt_ids`, when the caller has them already.
         """
         if not self.tree:
             return torch.stack([self.label_scores(p) for p in pairs])
         device = _device(self.model)
-        prompts = [self.prompt_ids(p) for p in pairs]
+        prompts = [self.prompt_ids(p) for p in pairs] if prompts is None else list(prompts)
         self._check_length(pairs, prompts)
         k = len(self.shared_prefix)
         if not (k and all(len(ids) > k and ids[:k] == self.shared_prefix for ids in prompts)):
@@ -391,14 +393,16 @@ class LabelScorer:
         # by the tokens of the batch row each pair lands in (characters were a poor proxy: the entity names are
         # in the prompt too), and pairs of one text next to each other, so they can share a row
         rows = [pair.text if self.share_sentences else i for i, pair in enumerate(pairs)]  # as label_scores_batch
+        ids = [self.prompt_ids(pair) for pair in pairs]  # once: a k-shot prompt retrieves its examples
         prompts: dict[Any, list[list[int]]] = {}
-        for row, pair in zip(rows, pairs):
-            prompts.setdefault(row, []).append(self.prompt_ids(pair))
-        length = {row: _row_length(ids) for row, ids in prompts.items()}
+        for row, prompt in zip(rows, ids):
+            prompts.setdefault(row, []).append(prompt)
+        length = {row: _row_length(prompts_of_row) for row, prompts_of_row in prompts.items()}
         order = sorted(range(len(pairs)), key=lambda i: (length[rows[i]], pairs[i].text))
         probs: dict[int, torch.Tensor] = {}
         for batch in _batches(order, rows, batch_size):
-            scores = self.label_scores_batch([pairs[i] for i in batch]).double() / self.temperature
+            scores = self.label_scores_batch([pairs[i] for i in batch], [ids[i] for i in batch]).double()
+            scores = scores / self.temperature
             probs.update(zip(batch, torch.softmax(scores, dim=1)))
         for i, pair in enumerate(pairs):
             yield self._prediction(pair, probs[i])

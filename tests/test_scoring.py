@@ -343,3 +343,18 @@ def test_a_rows_pairs_stay_in_one_batch():
     assert batches == [[0, 1, 2, 3], [4, 5, 6], [7]]  # a batch outgrows 2 pairs only to keep a row whole
     assert sorted(i for b in batches for i in b) == list(range(len(rows)))
     assert list(_batches([0, 1, 2], ["x", "y", "z"], batch_size=2)) == [[0, 1], [2]]
+
+
+@pytest.mark.model
+def test_a_k_shot_prompt_retrieves_each_pairs_examples_once(smollm2_tokenizer):
+    shown = []
+
+    def picker(pair):  # a retrieval round trip per call in real use: embedding, search, balancing
+        shown.append(pair.id)
+        return [PAIRS[0]]
+
+    scorer = LabelScorer(_tiny_model(smollm2_tokenizer, "sdpa"), smollm2_tokenizer, SEMEVAL,
+                         template="slm/k_shot.v1", demonstrations=picker)
+    predictions = scorer.predict(PAIRS[1:], batch_size=2)
+    assert [p.id for p in predictions] == ["p2", "p3"]
+    assert sorted(shown) == ["p2", "p3"]
