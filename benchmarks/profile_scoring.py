@@ -49,7 +49,7 @@ def kind_of(name: str) -> str:
 
 
 def main() -> None:
-    from speed import label_nodes, pair_arguments, pairs_and_scorer
+    from speed import label_nodes, pair_arguments, pairs_and_scorer, prompt_rests_by_text
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     pair_arguments(parser)
@@ -75,10 +75,7 @@ def main() -> None:
         own[event.key] = event.self_cpu_time_total
         by_kind[kind_of(event.key)] = by_kind.get(kind_of(event.key), 0.0) + event.self_cpu_time_total
     total = sum(by_kind.values())
-    k = len(scorer.shared_prefix)
-    rows: dict[str, list[list[int]]] = {}
-    for pair in pairs:
-        rows.setdefault(pair.text, []).append(scorer.prompt_ids(pair)[k:])
+    rows = prompt_rests_by_text(scorer, pairs)
     lengths = [_row_length(r) for r in rows.values()]
     real = sum(lengths) + label_nodes(scorer) * len(pairs)
     print(json.dumps({

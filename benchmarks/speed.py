@@ -171,15 +171,20 @@ def guide_flops(scorer, pairs) -> float:
     from guides.scoring import _row_length
 
     body, head = _body_and_head(scorer.model)
-    k = len(scorer.shared_prefix)
-    fed = k  # once per run
+    fed = len(scorer.shared_prefix)  # once per run
     nodes = label_nodes(scorer)
+    for rests in prompt_rests_by_text(scorer, pairs).values():
+        fed += (_row_length(rests) if scorer.share_sentences else sum(map(len, rests))) + nodes * len(rests)
+    return 2.0 * body * fed + 2.0 * head * len(pairs) * (1 + nodes)
+
+
+def prompt_rests_by_text(scorer, pairs) -> dict[str, list[list[int]]]:
+    """Each pair's prompt tokens after the cached shared prefix, grouped by the pair's text (a batch row)."""
+    k = len(scorer.shared_prefix)
     by_text: dict[str, list[list[int]]] = {}
     for pair in pairs:
         by_text.setdefault(pair.text, []).append(scorer.prompt_ids(pair)[k:])
-    for rests in by_text.values():
-        fed += (_row_length(rests) if scorer.share_sentences else sum(map(len, rests))) + nodes * len(rests)
-    return 2.0 * body * fed + 2.0 * head * len(pairs) * (1 + nodes)
+    return by_text
 
 
 def label_nodes(scorer) -> int:

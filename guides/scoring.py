@@ -378,9 +378,9 @@ class LabelScorer:
         return list(self.iter_predict(pairs, batch_size))
 
     def iter_predict(self, pairs: Iterable[Pair], batch_size: int = 8) -> Iterator[Prediction]:
-        """Predictions in input order. Pairs go through the model `batch_size` at a time (a sentence's pairs
-        together; see `_batches`), grouped by prompt length in tokens inside windows of WINDOW_BATCHES batches so
-        little padding is computed (give the pairs of one sentence together, and they share a row)."""
+        """Predictions in input order. Pairs go through the model about `batch_size` at a time (`_batches`),
+        grouped by prompt length in tokens inside windows of WINDOW_BATCHES batches so little padding is computed
+        (give the pairs of one sentence together, and they share a row)."""
         window: list[Pair] = []
         for pair in pairs:
             window.append(pair)
