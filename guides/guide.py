@@ -210,13 +210,11 @@ def _dev_scores(scorer: LabelScorer, pairs: list[Pair], out: Path, batch_size: i
 
     index = {label: i for i, label in enumerate(scorer.labels)}
     start = time.perf_counter()
-    order = sorted(range(len(pairs)), key=lambda i: len(pairs[i].text))  # little padding per batch
     scores = torch.empty((len(pairs), len(scorer.labels)), dtype=torch.float64)
     with tqdm(total=len(pairs), desc="dev scoring", unit="pair") as bar:
-        for first in range(0, len(order), batch_size):
-            batch = order[first:first + batch_size]
-            scores[batch] = scorer.label_scores_batch([pairs[i] for i in batch]).double()
-            bar.update(len(batch))
+        for i, scores_of_pair in enumerate(scorer.iter_label_scores(pairs, batch_size)):
+            scores[i] = scores_of_pair
+            bar.update()
     saved = {"key": key, "scores": scores, "gold": torch.tensor([index[relabel(p.relation)] for p in pairs]),
              "ids": [p.id for p in pairs], "seconds": time.perf_counter() - start}
     tmp = cached.with_suffix(".tmp")

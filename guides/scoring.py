@@ -378,18 +378,21 @@ class LabelScorer:
         return list(self.iter_predict(pairs, batch_size))
 
     def iter_predict(self, pairs: Iterable[Pair], batch_size: int = 8) -> Iterator[Prediction]:
-        """Predictions in input order. Pairs go through the model about `batch_size` at a time (`_batches`),
-        grouped by prompt length in tokens inside windows of WINDOW_BATCHES batches so little padding is computed
-        (give the pairs of one sentence together, and they share a row)."""
-        window: list[Pair] = []
-        for pair in pairs:
-            window.append(pair)
-            if len(window) == batch_size * WINDOW_BATCHES:
-                yield from self._predict_window(window, batch_size)
-                window = []
-        yield from self._predict_window(window, batch_size)
+        """Predictions in input order, batched as `iter_label_scores` batches."""
+        for window in _windows(pairs, batch_size * WINDOW_BATCHES):
+            probs = torch.softmax(self._window_scores(window, batch_size) / self.temperature, dim=1)
+            for pair, probs_of_pair in zip(window, probs):
+                yield self._prediction(pair, probs_of_pair)
 
-    def _predict_window(self, pairs: list[Pair], batch_size: int) -> Iterator[Prediction]:
+    def iter_label_scores(self, pairs: Iterable[Pair], batch_size: int = 8) -> Iterator[torch.Tensor]:
+        """Raw label scores (before the temperature; float64) in input order, for calibration. Pairs go through
+        the model about `batch_size` at a time (`_batches`), grouped by prompt length in tokens inside windows
+        of WINDOW_BATCHES batches so little padding is computed (give the pairs of one sentence together, and
+        they share a row)."""
+        for window in _windows(pairs, batch_size * WINDOW_BATCHES):
+            yield from self._window_scores(window, batch_size)
+
+    def _window_scores(self, pairs: list[Pair], batch_size: int) -> torch.Tensor:
         # by the tokens of the batch row each pair lands in (characters were a poor proxy: the entity names are
         # in the prompt too), and pairs of one text next to each other, so they can share a row
         rows = [pair.text if self.share_sentences else i for i, pair in enumerate(pairs)]  # as label_scores_batch
@@ -399,13 +402,21 @@ class LabelScorer:
             prompts.setdefault(row, []).append(prompt)
         length = {row: _row_length(prompts_of_row) for row, prompts_of_row in prompts.items()}
         order = sorted(range(len(pairs)), key=lambda i: (length[rows[i]], pairs[i].text))
-        probs: dict[int, torch.Tensor] = {}
+        scores = torch.empty((len(pairs), len(self.labels)), dtype=torch.float64)
         for batch in _batches(order, rows, batch_size):
-            scores = self.label_scores_batch([pairs[i] for i in batch], [ids[i] for i in batch]).double()
-            scores = scores / self.temperature
-            probs.update(zip(batch, torch.softmax(scores, dim=1)))
-        for i, pair in enumerate(pairs):
-            yield self._prediction(pair, probs[i])
+            scores[batch] = self.label_scores_batch([pairs[i] for i in batch], [ids[i] for i in batch]).double()
+        return scores
+
+
+def _windows(pairs: Iterable[Pair], size: int) -> Iterator[list[Pair]]:
+    window: list[Pair] = []
+    for pair in pairs:
+        window.append(pair)
+        if len(window) == size:
+            yield window
+            window = []
+    if window:
+        yield window
 
 
 class _Rows:

@@ -274,6 +274,24 @@ def test_predictions_keep_input_order_whatever_the_batching(smollm2_tokenizer):
         assert all(abs(a[k] - b.distribution[k]) < 1e-9 for k in a)
 
 
+@pytest.mark.model
+def test_raw_scores_for_calibration_are_in_input_order_and_untempered(smollm2_tokenizer, monkeypatch):
+    """Dev scoring for calibration batches as prediction does (rows shared, windows), yet gives each pair its
+    own scores, before the temperature."""
+    import torch
+
+    import guides.scoring as scoring
+
+    monkeypatch.setattr(scoring, "WINDOW_BATCHES", 1)  # windows of 2 pairs: a sentence's rows span two
+    scorer = LabelScorer(_tiny_model(smollm2_tokenizer, "sdpa"), smollm2_tokenizer, SEMEVAL, temperature=3.0)
+    pairs = [SHARED_PAIRS[0], LONGER, SHARED_PAIRS[1], PAIRS[0], SHARED_PAIRS[2]]
+    scores = list(scorer.iter_label_scores(pairs, batch_size=2))
+    assert len(scores) == len(pairs)
+    for got, pair in zip(scores, pairs):
+        assert got.dtype == torch.float64
+        torch.testing.assert_close(got, scorer.naive_label_scores(pair), rtol=1e-7, atol=1e-9)
+
+
 def test_temperature_must_be_positive():
     with pytest.raises(ValueError, match="temperature must be positive"):
         LabelScorer(None, None, ["A"], temperature=0)
