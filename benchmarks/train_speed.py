@@ -22,6 +22,7 @@ measured here at the model's shapes. Prints one JSON object.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -41,6 +42,7 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=128, help="the baseline's fixed padded length")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--prompt", default="slm/guide.v1", help="the training prompt (a template in prompts/)")
+    parser.add_argument("--lora-dropout", type=float, default=None, help="both arms; default: the trainer's")
     args = parser.parse_args()
 
     import torch
@@ -59,6 +61,8 @@ def main() -> None:
     mb = args.micro_batch
     pairs = list(datasets.resolve("semeval:train").read(schema=schema))[:args.n + mb]
     settings = TrainSettings()
+    if args.lora_dropout is not None:
+        settings = dataclasses.replace(settings, lora_dropout=args.lora_dropout)
 
     def padded(examples, pad_id):
         """The baseline batch: right-padded to max_length, logits over every column."""
@@ -110,7 +114,7 @@ def main() -> None:
                         "useful_gflops": round((4 * body * computed) / seconds / 1e9, 1)}
         peak = matmul_peak(model.get_base_model(), tokens=mb * 48)
     guide, baseline = results["guide_trainer"], results["padded_baseline"]
-    print(json.dumps({"prompt": args.prompt,
+    print(json.dumps({"prompt": args.prompt, "lora_dropout": settings.lora_dropout,
         "date": datetime.date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
         f"{args.threads} torch threads", "command": "python " + " ".join(sys.argv), "pairs": args.n,
         "micro_batch": mb,

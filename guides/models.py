@@ -261,6 +261,18 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def contiguous_head_input(model: Any) -> Any:
+    """Give the LM head a contiguous input. transformers hands it the kept columns (`logits_to_keep`) as a
+    strided view of the hidden states, and a linear layer on a strided 3-D input runs one matrix product per
+    batch row, each reading the whole vocabulary matrix (SmolLM2: 49,152 x 576, 113 MB); on a contiguous copy
+    it runs one. Training keeps each row's answer columns: forward and backward of SmolLM2's head at 8 rows x
+    2 columns take about 250 ms strided and 36 ms contiguous on 2 cores. Same values: only the layout changes."""
+    head = model.get_output_embeddings()
+    if head is not None:
+        head.register_forward_pre_hook(lambda module, args: (args[0].contiguous(), *args[1:]))
+    return model
+
+
 def load_model(spec: str | Path = DEFAULT_MODEL, cache_dir: str | Path | None = None, *, four_bit: bool | None = False,
                device: str | None = None, dtype: Any = None) -> tuple[Any, Any]:
     """(model, tokenizer) in eval mode.
@@ -291,6 +303,7 @@ def load_model(spec: str | Path = DEFAULT_MODEL, cache_dir: str | Path | None = 
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
         model.to(device)
     model.eval()
+    contiguous_head_input(model)
     tokenizer = AutoTokenizer.from_pretrained(path)
     ensure_chat_template(tokenizer)
     if tokenizer.pad_token is None:

@@ -205,6 +205,24 @@ def _tiny_model(tokenizer, attention: str):
     return LlamaForCausalLM(config).double().eval()
 
 
+@pytest.mark.model
+def test_the_lm_head_reads_a_contiguous_input_and_gives_the_same_logits(smollm2_tokenizer):
+    """The kept columns reach the head as one contiguous block (one matrix product, not one per row)."""
+    import torch
+
+    from guides.models import contiguous_head_input
+
+    model = _tiny_model(smollm2_tokenizer, "sdpa")
+    ids = torch.randint(0, 1000, (3, 9))
+    seen = []
+    model.get_output_embeddings().register_forward_hook(lambda m, args, out: seen.append(args[0].is_contiguous()))
+    before = model(input_ids=ids, logits_to_keep=2).logits
+    contiguous_head_input(model)
+    after = model(input_ids=ids, logits_to_keep=2).logits
+    assert seen == [False, True]
+    torch.testing.assert_close(after, before, rtol=1e-12, atol=1e-12)
+
+
 LONGER = _pair("p4", "After the long meeting, the committee members finally sent the signed report to the "
                      "regional office by courier.", "report", "office", "Entity-Destination(e1,e2)")
 
