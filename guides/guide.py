@@ -270,7 +270,9 @@ def train_guide(config: Config, train_spec: str, dev_spec: str, out: str | Path,
     def relabel(relation: str) -> str:
         return LONG_TAIL if relation in tail else relation
 
-    scorer = make_scorer(model, tokenizer, labels, config.prompt, schema, config)
+    # never_final: a k-shot prompt shows a tail example answered as long_tail, as the guide is taught to
+    scorer = make_scorer(model, tokenizer, labels, config.prompt, schema, config,
+                         never_final=LONG_TAIL if settings.head_only else None)
     examples, truncated = encode(pairs, scorer, lambda p: relabel(p.relation), settings.max_length)
     data_key = content_key(train_source.sha256(), schema.fingerprint, config.prompt, weights_hash(base))
     run_key = content_key(data_key, json.dumps(asdict(settings), sort_keys=True))

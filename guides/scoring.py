@@ -98,7 +98,7 @@ class LabelScorer:
         template with `text_chars` shows long texts as an excerpt around the two mentions (collab.excerpt)."""
         limit = self.template.extra.get("text_chars")
         shots = [{"text": d.text, "head": d.head.text, "tail": d.tail.text, "head_type": d.head.type,
-                  "tail_type": d.tail.type, "relation": d.relation}
+                  "tail_type": d.tail.type, "relation": d.relation, "answer": self._answer(d.relation)}
                  for d in (excerpt(d, limit) for d in (self.demonstrations(pair) if self.demonstrations else ()))]
         pair = excerpt(pair, limit)
         return self.template.render(
@@ -125,6 +125,15 @@ class LabelScorer:
             raise ValueError(f"template {self.template.template} codes at most {len(LABEL_CODES)} labels, "
                              f"not {len(self.labels)}")
         return list(LABEL_CODES[:len(self.labels)])
+
+    def _answer(self, relation: str) -> str:
+        """What the model is shown answering for a solved example of `relation`. A label outside the scored
+        set (a tail label in head-only training) is shown as the label that stands for the tail."""
+        if relation not in self.labels:
+            if self.never_final is None:
+                raise ValueError(f"a solved example's label {relation!r} is not among the guide's labels")
+            relation = self.never_final
+        return self.answers()[self.labels.index(relation)]
 
     def _label_continuations(self) -> list[list[int]]:
         """Each label's tokens as the chat template writes them in an assistant turn, up to its end-of-turn token.

@@ -394,3 +394,20 @@ def test_a_k_shot_prompt_retrieves_each_pairs_examples_once(smollm2_tokenizer):
     predictions = scorer.predict(PAIRS[1:], batch_size=2)
     assert [p.id for p in predictions] == ["p2", "p3"]
     assert sorted(shown) == ["p2", "p3"]
+
+
+@pytest.mark.model
+def test_a_k_shot_codes_prompt_shows_each_example_answered_with_its_code(smollm2_tokenizer):
+    labels = ("Cause-Effect(e2,e1)", "Entity-Destination(e1,e2)", "long_tail", "no_relation")
+    scorer = LabelScorer(_tiny_model(smollm2_tokenizer, "sdpa"), smollm2_tokenizer, labels,
+                         template="slm/k_shot_codes.v1", never_final="long_tail",
+                         demonstrations=lambda pair: [PAIRS[1], PAIRS[2]])
+    messages = scorer.render(PAIRS[0]).messages
+    # Entity-Destination is the second label (B); Member-Collection is outside the set, so a tail example (C)
+    assert [m["content"] for m in messages if m["role"] == "assistant"] == ["B", "C"]
+    assert "wooden box" in messages[1]["content"] and "faulty cable" in messages[-1]["content"]
+    assert scorer.predict([PAIRS[0]])[0].relation in labels
+    without_tail = LabelScorer(None, smollm2_tokenizer, labels[:2], template="slm/k_shot_codes.v1",
+                               demonstrations=lambda pair: [PAIRS[2]])
+    with pytest.raises(ValueError, match="'Member-Collection\\(e2,e1\\)' is not among the guide's labels"):
+        without_tail.render(PAIRS[0])
