@@ -228,9 +228,10 @@ def calibrate(scorer: LabelScorer, dev: list[Pair], out: Path, batch_size: int =
     """Fit the temperature on dev; ECE before and after, per-label dev F1 (over the guide's own labels), and a
     reliability diagram."""
     saved = _dev_scores(scorer, dev, out, batch_size, relabel)
-    labels = scorer.labels
-    report = calibrate_on_dev(saved["scores"], saved["gold"], labels,
-                              {i: [labels[g]] for i, g in zip(saved["ids"], saved["gold"].tolist())},
+    # F1 against every label a pair's gold accepts (a DialogRE pair may hold two), as `eval` and the encoder
+    # guide's calibration count it: `auto` compares the two kinds of guide on this figure
+    gold_labels = {p.id: [relabel(label) for label in p.gold_labels] for p in dev}
+    report = calibrate_on_dev(saved["scores"], saved["gold"], scorer.labels, gold_labels,
                               out / "reliability.png", f"{out.name}: dev reliability")
     report["dev"]["pairs_per_second"] = round(len(dev) / saved["seconds"], 2)
     return report
@@ -273,7 +274,8 @@ def train_guide(config: Config, train_spec: str, dev_spec: str, out: str | Path,
     # never_final: a k-shot prompt shows a tail example answered as long_tail, as the guide is taught to
     scorer = make_scorer(model, tokenizer, labels, config.prompt, schema, config,
                          never_final=LONG_TAIL if settings.head_only else None)
-    examples, truncated = encode(pairs, scorer, lambda p: relabel(p.relation), settings.max_length)
+    examples, truncated = encode(pairs, scorer, lambda p: relabel(p.relation), settings.max_length,
+                                 progress=progress and bool(scorer.demonstrations))
     data_key = content_key(train_source.sha256(), schema.fingerprint, config.prompt, weights_hash(base))
     run_key = content_key(data_key, json.dumps(asdict(settings), sort_keys=True))
     stats_file = out / "train.json"

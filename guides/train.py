@@ -29,12 +29,15 @@ class Example:
     n_prompt: int  # tokens before the answer; the loss skips them
 
 
-def encode(pairs: Sequence[Pair], scorer: Any, label_of: Callable[[Pair], str], max_length: int
-           ) -> tuple[list[Example], int]:
-    """Prompt + answer token ids for each pair (answer = the label's continuation the scorer scores)."""
+def encode(pairs: Sequence[Pair], scorer: Any, label_of: Callable[[Pair], str], max_length: int,
+           progress: bool = False) -> tuple[list[Example], int]:
+    """Prompt + answer token ids for each pair (answer = the label's continuation the scorer scores). A
+    progress bar where asked: a k-shot prompt retrieves each pair's examples, minutes for a corpus."""
+    from tqdm import tqdm
+
     index = {label: i for i, label in enumerate(scorer.labels)}
     examples, truncated = [], 0
-    for pair in pairs:
+    for pair in tqdm(pairs, desc="prompts", unit="pair", disable=not progress, dynamic_ncols=True):
         prompt = scorer.prompt_ids(pair)
         answer = scorer.continuations[index[label_of(pair)]]
         if len(prompt) + len(answer) > max_length:

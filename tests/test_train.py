@@ -249,3 +249,26 @@ def test_head_only_guide_flags_the_long_tail_and_never_answers_it(tmp_path, mode
     for prediction in scorer.predict(list(read_pairs(root / "dev.jsonl"))):
         assert prediction.relation != LONG_TAIL and prediction.relation in meta["labels"]
         assert (LONG_TAIL in prediction.flags) == (next(iter(prediction.distribution)) == LONG_TAIL)
+
+
+def test_dev_f1_at_calibration_accepts_any_of_a_pairs_gold_labels(tmp_path):
+    """A DialogRE pair may hold two relations; the guide's dev F1 counts an answer right when it is any of
+    them, as `eval` and the encoder guide's calibration do, so `auto` compares both kinds fairly."""
+    import torch
+
+    from collab.data import Mention, Pair
+    from guides.guide import calibrate
+
+    class FixedScorer:
+        labels = ("friend_of", "colleague_of", "no_relation")
+
+        def iter_label_scores(self, pairs, batch_size):
+            return (torch.tensor([0.0, 2.0, 0.0], dtype=torch.float64) for _ in pairs)  # always colleague_of
+
+    mention = Mention("Ross", 0, 4)
+    dev = [Pair("both", "Ross met Joey.", mention, Mention("Joey", 9, 13), "friend_of", labels=("friend_of", "colleague_of")),
+           Pair("one", "Ross met Joey.", mention, Mention("Joey", 9, 13), "friend_of")]
+    (tmp_path / "adapter_model.safetensors").write_bytes(b"weights")
+    report = calibrate(FixedScorer(), dev, tmp_path)
+    assert report["dev"]["per_label_f1"]["colleague_of"] == pytest.approx(2 / 3, abs=1e-3)  # 1 right of 2 said, 1 of 1 gold
+    assert report["dev"]["micro_f1"] == pytest.approx(0.5)
