@@ -65,12 +65,13 @@ def guide_path(spec: str | Path) -> Path:
 def shipped_guide(schema: Schema, model: str) -> Path | None:
     """The shipped guide `auto` uses for this schema: of the calibrated language-model guides trained on
     `model` and the schema's encoder guides (no language model involved, so any `model` accepts them), the
-    one with the best dev micro-F1 recorded at calibration. Chosen on dev, never on test."""
+    one with the best dev micro-F1 recorded at calibration. Chosen on dev, never on test. A guide whose
+    guide.json says `"auto": false` is used only when named (its card says which dev result kept it out)."""
     found: list[tuple[float, str, Path]] = []
     for meta_file in sorted(SHIPPED.glob(f"*/{GUIDE_FILE}")):
         meta = json.loads(meta_file.read_text(encoding="utf-8"))
         if meta.get("schema", {}).get("name") == schema.id and meta.get("base_model", {}).get("name") == model \
-                and meta.get("temperature") is not None:
+                and meta.get("temperature") is not None and meta.get("auto", True):
             found.append((meta.get("dev", {}).get("micro_f1", 0.0), meta_file.parent.name, meta_file.parent))
     for meta_file in sorted(SHIPPED.glob(f"*/{ENCODER_FILE}")):
         meta = json.loads(meta_file.read_text(encoding="utf-8"))

@@ -105,3 +105,6 @@ def test_auto_picks_the_shipped_guide_with_the_best_dev_score(tmp_path, monkeypa
     (tmp_path / "enc" / "encoder.json").write_text(json.dumps(
         {"schema": {"id": schema.id}, "temperature": 1.2, "dev": {"micro_f1": 0.80}}))
     assert guide_module.shipped_guide(schema, "smollm2") == tmp_path / "enc"
+    write("named_only", "guide.json", {"schema": {"name": schema.id}, "base_model": {"name": "smollm2"},
+                                       "temperature": 1.0, "dev": {"micro_f1": 0.90}, "auto": False})
+    assert guide_module.shipped_guide(schema, "smollm2") == tmp_path / "enc"
