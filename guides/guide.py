@@ -273,8 +273,8 @@ def train_guide(config: Config, train_spec: str, dev_spec: str, out: str | Path,
         return LONG_TAIL if relation in tail else relation
 
     # never_final: a k-shot prompt shows a tail example answered as long_tail, as the guide is taught to
-    scorer = make_scorer(model, tokenizer, labels, config.prompt, schema, config,
-                         never_final=LONG_TAIL if settings.head_only else None)
+    never_final = LONG_TAIL if settings.head_only else None
+    scorer = make_scorer(model, tokenizer, labels, config.prompt, schema, config, never_final=never_final)
     examples, truncated = encode(pairs, scorer, lambda p: relabel(p.relation), settings.max_length,
                                  progress=progress and bool(scorer.demonstrations))
     data_key = content_key(train_source.sha256(), schema.fingerprint, config.prompt, weights_hash(base))
@@ -310,7 +310,7 @@ def train_guide(config: Config, train_spec: str, dev_spec: str, out: str | Path,
         "train": {"data": train_spec, "sha256": train_source.sha256(), "pairs": len(pairs),
                   **{k: v for k, v in stats.items() if k != "run_key"}},
     }
-    scorer = make_scorer(peft_model, tokenizer, labels, config.prompt, schema, config)
+    scorer = make_scorer(peft_model, tokenizer, labels, config.prompt, schema, config, never_final=never_final)
     meta.update(calibrate(scorer, dev, out, config.batch_size, relabel))
     meta["dev"]["data"] = dev_spec
     atomic_write_text(out / GUIDE_FILE, json.dumps(meta, indent=1) + "\n")
