@@ -2,6 +2,7 @@
 
     python benchmarks/train_speed.py --n 96 --threads 2
     python benchmarks/train_speed.py --n 96 --threads 2 --prompt slm/schema_enum.v1 --max-length 384
+    python benchmarks/train_speed.py --n 96 --threads 2 --prompt slm/k_shot_codes.v1 --max-length 512
 
 Both arms train the same LoRA (r 16 on q/k/v/o/gate/up/down of SmolLM2, fp32) on the same SemEval training
 pairs for the same number of micro-batches, each from fresh adapters, after one warm-up batch:
@@ -48,10 +49,10 @@ def main() -> None:
     import torch
 
     from collab import datasets
-    from collab.config import TrainSettings
+    from collab.config import Config, TrainSettings
     from collab.schema import load_schema
     from guides.models import load_model
-    from guides.scoring import LabelScorer
+    from guides.guide import make_scorer
     from guides.train import IGNORE, add_lora, answer_loss, bucketed_batches, collate, encode
 
     from speed import _body_and_head, matmul_peak
@@ -61,6 +62,7 @@ def main() -> None:
     mb = args.micro_batch
     pairs = list(datasets.resolve("semeval:train").read(schema=schema))[:args.n + mb]
     settings = TrainSettings()
+    config = Config(threads=args.threads)
     if args.lora_dropout is not None:
         settings = dataclasses.replace(settings, lora_dropout=args.lora_dropout)
 
@@ -80,7 +82,8 @@ def main() -> None:
     results = {}
     for arm in ("guide_trainer", "guide_trainer_unshared", "padded_baseline"):
         model, tokenizer = load_model("smollm2", None, device="cpu")
-        scorer = LabelScorer(model, tokenizer, schema.label_names, template=args.prompt)
+        # A k-shot prompt's examples are retrieved as in training; retrieval runs before the clock starts.
+        scorer = make_scorer(model, tokenizer, schema.label_names, args.prompt, schema, config)
         examples, _ = encode(pairs, scorer, lambda p: p.relation, args.max_length)
         model = add_lora(model, settings)
         model.train()
