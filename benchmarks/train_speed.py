@@ -7,14 +7,14 @@
 Both arms train the same LoRA (r 16 on q/k/v/o/gate/up/down of SmolLM2, fp32) on the same SemEval training
 pairs for the same number of micro-batches, each from fresh adapters, after one warm-up batch:
 
-* guide trainer (`guides/train.py`): length-bucketed batches, left-padded to the batch's longest pair, LM head
-  only over the answer columns, loss on the answer tokens;
-* the same trainer with the prompt prefix every pair shares (chat header, system prompt, a listed label set)
-  run in every row, as it was before that prefix ran once per batch;
+* guide trainer (`guides/train.py`): length-bucketed batches, each packed into one row with no padding, the
+  prompt prefix every pair shares (chat header, system prompt, a listed label set) once, each pair attending
+  to that prefix and to itself; LM head only over the answer columns, loss on the answer tokens;
+* the same trainer with the shared prefix in every pair, as it was before that prefix ran once per batch;
 * baseline: every batch padded to `--max-length` tokens and the LM head over every column (what a plain
   causal-LM fine-tune with ignored prompt labels computes), same loss.
 
-Tokens/s counts the pairs' real (non-padding) tokens, a shared prefix in each pair: the training data
+Tokens/s counts the pairs' real (non-padding) tokens, the shared prefix in each pair: the training data
 consumed per second. Useful work = 4 x non-embedding parameters per real token computed (a shared prefix once
 per batch; the forward pass, and the backward pass through the activations; frozen weights need no weight
 gradient and the LoRA matrices are tiny), LM head not counted; its rate is compared with the fp32 matmul peak
@@ -53,7 +53,7 @@ def main() -> None:
     from collab.schema import load_schema
     from guides.models import load_model
     from guides.guide import make_scorer
-    from guides.train import IGNORE, add_lora, answer_loss, bucketed_batches, collate, encode
+    from guides.train import add_lora, answer_loss, bucketed_batches, collate, encode
 
     from speed import _body_and_head, matmul_peak
 
@@ -67,17 +67,23 @@ def main() -> None:
         settings = dataclasses.replace(settings, lora_dropout=args.lora_dropout)
 
     def padded(examples, pad_id):
-        """The baseline batch: right-padded to max_length, logits over every column."""
+        """The baseline batch: right-padded to max_length."""
         n = len(examples)
         ids = torch.full((n, args.max_length), pad_id, dtype=torch.long)
         mask = torch.zeros_like(ids)
-        targets = torch.full((n, args.max_length - 1), IGNORE, dtype=torch.long)
+        targets = torch.full((n, args.max_length - 1), -100, dtype=torch.long)
         for row, e in enumerate(examples):
             ids[row, :len(e.ids)] = torch.tensor(e.ids)
             mask[row, :len(e.ids)] = 1
             targets[row, e.n_prompt - 1:len(e.ids) - 1] = torch.tensor(e.ids[e.n_prompt:])
-        return {"input_ids": ids, "attention_mask": mask, "position_ids": (mask.cumsum(1) - 1).clamp(min=0),
-                "targets": targets, "keep": args.max_length, "prefix": torch.tensor([], dtype=torch.long)}
+        return {"input_ids": ids, "attention_mask": mask, "targets": targets,
+                "tokens": int(mask.sum()), "computed": int(mask.sum())}
+
+    def padded_loss(model, batch):
+        """A plain causal-LM fine-tune's loss: logits over every column, prompt and padding ignored."""
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+        return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(),
+                                                 batch["targets"].reshape(-1), ignore_index=-100)
 
     results = {}
     for arm in ("guide_trainer", "guide_trainer_unshared", "padded_baseline"):
@@ -92,24 +98,23 @@ def main() -> None:
         if arm.startswith("guide_trainer"):
             batches = [[examples[i] for i in b] for b in bucketed_batches([len(e.ids) for e in examples], mb, 13)]
             prefix = scorer.shared_prefix if arm == "guide_trainer" else ()
-            make = lambda b: collate(b, pad, prefix)  # noqa: E731
+            make, loss_of = (lambda b: collate(b, prefix)), answer_loss  # noqa: E731
         else:
             batches = [examples[i:i + mb] for i in range(0, len(examples), mb)]
-            make = lambda b: padded(b, pad)  # noqa: E731
+            make, loss_of = (lambda b: padded(b, pad)), padded_loss  # noqa: E731
         batches = [make(b) for b in batches]
         tokens = computed = 0
         start = None
         for i, batch in enumerate(batches):
             if i == 1:  # the first batch warms up
                 start = time.perf_counter()
-            loss = answer_loss(model, batch)
+            loss = loss_of(model, batch)
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             if i >= 1:
-                shared = len(batch["prefix"])
-                tokens += int(batch["attention_mask"].sum()) + shared * len(batch["input_ids"])
-                computed += int(batch["attention_mask"].sum()) + shared
+                tokens += batch["tokens"]
+                computed += batch["computed"]
         seconds = time.perf_counter() - start
         body, head = _body_and_head(model.get_base_model())
         results[arm] = {"tokens_per_s": round(tokens / seconds, 1), "seconds": round(seconds, 2),

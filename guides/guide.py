@@ -286,7 +286,7 @@ def train_guide(config: Config, train_spec: str, dev_spec: str, out: str | Path,
 
         peft_model = PeftModel.from_pretrained(model, out)  # trained by an earlier run: go on to calibration
     else:
-        trained = train_lora(model, tokenizer, examples, out, settings, data_key=data_key,
+        trained = train_lora(model, examples, out, settings, data_key=data_key,
                              prefix=scorer.shared_prefix, max_steps=max_steps, progress=progress)
         peft_model = trained.pop("model")
         losses = trained.pop("losses")

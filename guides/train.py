@@ -1,8 +1,8 @@
 """(Q)LoRA training of a small model to answer with a relation label, loss on the answer tokens only.
 
-Practical on a 2-core CPU: no padding to a fixed length (batches are bucketed by length), fp32 compute,
-gradient accumulation, a checkpoint every few steps that a rerun resumes from, and a seeded data order, so
-an interrupted run resumed gives the same adapter as an uninterrupted one.
+Practical on a 2-core CPU: no padding (each micro-batch is packed into one row, its shared prompt prefix
+once), fp32 compute, gradient accumulation, a checkpoint every few steps that a rerun resumes from, and a
+seeded data order, so an interrupted run resumed gives the same adapter as an uninterrupted one.
 """
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import math
 import random
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -19,8 +20,6 @@ import torch
 
 from collab.config import TrainSettings
 from collab.data import Pair
-
-IGNORE = -100
 
 
 @dataclass
@@ -49,8 +48,9 @@ def encode(pairs: Sequence[Pair], scorer: Any, label_of: Callable[[Pair], str], 
 
 
 def bucketed_batches(lengths: Sequence[int], micro_batch: int, seed: int) -> list[list[int]]:
-    """Shuffle, sort by length inside windows of 50 micro-batches, cut, shuffle the batches: little padding,
-    yet a different mix every epoch (the seed makes each epoch's order reproducible)."""
+    """Shuffle, sort by length inside windows of 50 micro-batches, cut, shuffle the batches: a different mix
+    every epoch (the seed makes each epoch's order reproducible). The sort kept padding low when batches were
+    padded rows; packed batches have none, and it stays so that the shipped guides' data order does too."""
     rng = random.Random(seed)
     order = list(range(len(lengths)))
     rng.shuffle(order)
@@ -63,51 +63,104 @@ def bucketed_batches(lengths: Sequence[int], micro_batch: int, seed: int) -> lis
     return batches
 
 
-def collate(examples: Sequence[Example], pad_id: int, prefix: Sequence[int] = ()) -> dict[str, Any]:
-    """Left-padded batch: every answer ends at the last column, so the LM head runs only over the last
-    `keep` columns (its 49k-wide projection is a fifth of SmolLM2's forward cost when run on every token).
-
-    `prefix`: prompt tokens every example may start with (chat header, system prompt, an enumerated label
-    set). When all of the batch's examples start with them, they are cut off and run once for the batch
-    (`answer_loss`), and the rows hold the rest: [left padding][own tokens] after the common prefix.
+def collate(examples: Sequence[Example], prefix: Sequence[int] = ()) -> dict[str, Any]:
+    """A micro-batch packed into one row with no padding: the prompt tokens every example starts with
+    (`prefix`: chat header, system prompt, an enumerated label set) once, then each example's own tokens.
+    `answer_loss` lets each example attend to the prefix and to its own earlier tokens only, so each sees what
+    it would see alone, and computes logits only at the columns that predict an answer token (the LM head's
+    49k-wide projection is a fifth of SmolLM2's forward cost when run on every token). When some example does
+    not start with the prefix (a long prompt cut from its start), nothing is shared.
     """
     k = len(prefix)
     if not (k and all(e.n_prompt > k and e.ids[:k] == list(prefix) for e in examples)):
         k = 0
-    width = max(len(e.ids) for e in examples) - k
-    keep = max(len(e.ids) - e.n_prompt for e in examples) + 1
-    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    targets = torch.full((len(examples), keep - 1), IGNORE, dtype=torch.long)
-    for row, e in enumerate(examples):
-        n, answer = len(e.ids) - k, len(e.ids) - e.n_prompt
-        ids[row, width - n:] = torch.tensor(e.ids[k:])
-        mask[row, width - n:] = 1
-        targets[row, keep - 1 - answer:] = torch.tensor(e.ids[e.n_prompt:])
-    positions = (mask.cumsum(1) - 1).clamp(min=0) + k
-    return {"input_ids": ids, "attention_mask": mask, "position_ids": positions, "targets": targets, "keep": keep,
-            "prefix": torch.tensor(prefix[:k], dtype=torch.long)}
+    ids, positions, spans, keep, targets = list(prefix[:k]), list(range(k)), [], [], []
+    for e in examples:
+        start, own = len(ids), e.ids[k:]
+        ids += own
+        positions += range(k, k + len(own))
+        spans.append((start, len(ids)))
+        keep += range(start + e.n_prompt - k - 1, len(ids) - 1)  # column c predicts the token at c + 1
+        targets += e.ids[e.n_prompt:]
+    return {"input_ids": torch.tensor([ids]), "position_ids": torch.tensor([positions]),
+            "blocks": _Blocks(k, spans), "keep": torch.tensor(keep), "targets": torch.tensor(targets),
+            "tokens": sum(len(e.ids) for e in examples), "computed": len(ids), "shared": k}
+
+
+@dataclass
+class _Blocks:
+    """Where each example of a packed row lies: a shared prefix of `prefix` columns, then (start, end) spans."""
+    prefix: int
+    spans: list[tuple[int, int]]
+
+    def masks(self) -> list[torch.Tensor]:
+        """Per example [own, prefix + own] booleans: the whole prefix, and its own tokens causally."""
+        out = []
+        for start, end in self.spans:
+            n = end - start
+            mask = torch.ones(n, self.prefix + n, dtype=torch.bool)
+            mask[:, self.prefix:] = torch.ones(n, n, dtype=torch.bool).tril()
+            out.append(mask)
+        return out
+
+
+BLOCK_ATTENTION = "collab_blocks"
+
+
+def _block_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, attention_mask: Any,
+                     scaling: float | None = None, dropout: float = 0.0, blocks: _Blocks | None = None,
+                     masks: list[torch.Tensor] | None = None, **_: Any) -> tuple[torch.Tensor, None]:
+    """Attention over a packed row, one example at a time (its queries against the prefix's keys and its own):
+    the dense row-wide alternative computes every example against every other and masks most of it away.
+    query [1, heads, T, d], key/value [1, kv heads, T, d]; returns [1, T, heads, d] as transformers expects."""
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    p = dropout if module.training else 0.0
+    k = blocks.prefix
+    out = [sdpa(query[:, :, :k], key[:, :, :k], value[:, :, :k], is_causal=True, scale=scaling, dropout_p=p,
+                enable_gqa=True)] if k else []
+    for (start, end), mask in zip(blocks.spans, masks):
+        keys = torch.cat([key[:, :, :k], key[:, :, start:end]], dim=2)
+        values = torch.cat([value[:, :, :k], value[:, :, start:end]], dim=2)
+        out.append(sdpa(query[:, :, start:end], keys, values, attn_mask=mask, scale=scaling, dropout_p=p,
+                        enable_gqa=True))
+    return torch.cat(out, dim=2).transpose(1, 2).contiguous(), None
+
+
+def _config(model: Any) -> Any:
+    return (model.get_base_model() if hasattr(model, "get_base_model") else model).config
+
+
+@contextmanager
+def _attention(model: Any, name: str):
+    """The model's attention implementation switched for one call (scoring after training needs its own)."""
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(BLOCK_ATTENTION, _block_attention)
+    config = _config(model)
+    before = config._attn_implementation
+    config._attn_implementation = name
+    try:
+        yield
+    finally:
+        config._attn_implementation = before
 
 
 def answer_loss(model: Any, batch: dict[str, Any]) -> torch.Tensor:
-    """Mean cross-entropy over the answer tokens (logits at column c predict the token at c + 1).
-
-    A batch's common prefix runs once, with gradients, and every row attends to its keys and values: the
-    same loss as running it in each row, for 1/batch of its cost (in training, LoRA dropout then draws one
-    mask for the prefix rather than one per row).
-    """
+    """Mean cross-entropy over the answer tokens of a packed micro-batch (`collate`). The shared prefix runs
+    once, with gradients, and every example attends to its keys and values: the same loss and gradients as
+    running each example alone, for none of the padding and 1/batch of the prefix's cost."""
     device = next(model.parameters()).device
-    ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
-    prefix, cache = batch["prefix"].to(device), None
-    if len(prefix):
-        cache = model(input_ids=prefix[None], use_cache=True, logits_to_keep=1).past_key_values
-        cache.batch_repeat_interleave(len(ids))
-        mask = torch.cat([torch.ones(len(ids), len(prefix), dtype=mask.dtype, device=device), mask], dim=1)
-    out = model(input_ids=ids, attention_mask=mask, position_ids=batch["position_ids"].to(device),
-                past_key_values=cache, logits_to_keep=batch["keep"], use_cache=cache is not None)
-    logits = out.logits[:, :-1].float()
-    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
-                                             batch["targets"].to(device).reshape(-1), ignore_index=IGNORE)
+    blocks = batch["blocks"]
+    window = getattr(_config(model), "sliding_window", None)
+    longest = blocks.prefix + max(end - start for start, end in blocks.spans)
+    if window and longest > window:  # block attention sees whole examples; such layers would see less
+        raise ValueError(f"a training example of {longest} tokens is longer than the model's sliding attention "
+                         f"window ({window}); lower --max-length to {window}")
+    masks = [m.to(device) for m in blocks.masks()]
+    with _attention(model, BLOCK_ATTENTION):
+        out = model(input_ids=batch["input_ids"].to(device), position_ids=batch["position_ids"].to(device),
+                    logits_to_keep=batch["keep"].to(device), use_cache=False, blocks=blocks, masks=masks)
+    return torch.nn.functional.cross_entropy(out.logits[0].float(), batch["targets"].to(device))
 
 
 def add_lora(model: Any, settings: TrainSettings) -> Any:
@@ -156,7 +209,7 @@ def _load_checkpoint(path: Path, model: Any, optimizer: Any, scheduler: Any, set
     return state
 
 
-def train_lora(model: Any, tokenizer: Any, examples: list[Example], out_dir: Path, settings: TrainSettings, *,
+def train_lora(model: Any, examples: list[Example], out_dir: Path, settings: TrainSettings, *,
                data_key: str, prefix: Sequence[int] = (), max_steps: int | None = None, progress: bool = True
                ) -> dict:
     """Train LoRA adapters on `examples`; resumes from out_dir/checkpoint. Returns training statistics.
@@ -188,7 +241,6 @@ def train_lora(model: Any, tokenizer: Any, examples: list[Example], out_dir: Pat
     tokens = state.get("tokens", 0)
     computed = state.get("computed_tokens", 0)
     seconds = state.get("seconds", 0.0)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     stop_micro = min(total_micro, done_micro + max_steps * accumulation) if max_steps else total_micro
     bar = tqdm(total=stop_micro, initial=done_micro, disable=not progress, unit="batch", dynamic_ncols=True)
     micro = 0
@@ -201,13 +253,12 @@ def train_lora(model: Any, tokenizer: Any, examples: list[Example], out_dir: Pat
             if micro < done_micro:  # already trained before the resume
                 micro += 1
                 continue
-            batch = collate([examples[i] for i in batch_ids], pad, prefix)
+            batch = collate([examples[i] for i in batch_ids], prefix)
             loss = answer_loss(model, batch)
             (loss / accumulation).backward()
             losses.append(loss.item())
-            own = int(batch["attention_mask"].sum())
-            tokens += own + len(batch["prefix"]) * len(batch_ids)
-            computed += own + len(batch["prefix"])
+            tokens += batch["tokens"]
+            computed += batch["computed"]
             micro += 1
             if micro % accumulation == 0 or micro == stop_micro:
                 torch.nn.utils.clip_grad_norm_(params, 1.0)

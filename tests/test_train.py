@@ -3,16 +3,12 @@ the guide folder's save/load round trip (that one with the packaged SmolLM2, mar
 from __future__ import annotations
 
 import json
-import types
 
 import pytest
 import torch
 
 from collab.config import TrainSettings
 from guides.train import Example, add_lora, answer_loss, bucketed_batches, collate, train_lora
-
-TOKENIZER = types.SimpleNamespace(pad_token_id=0)
-
 
 def tiny_llama(seed: int = 0):
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -34,21 +30,22 @@ def examples(n: int = 12) -> list[Example]:
     return out
 
 
-def test_collate_left_pads_and_targets_only_the_answers():
-    batch = collate([Example([5, 6, 7, 8], 2), Example([9, 10, 11], 2)], pad_id=0)
-    assert batch["input_ids"].tolist() == [[5, 6, 7, 8], [0, 9, 10, 11]]
-    assert batch["attention_mask"].tolist() == [[1, 1, 1, 1], [0, 1, 1, 1]]
-    assert batch["position_ids"].tolist() == [[0, 1, 2, 3], [0, 0, 1, 2]]
-    # keep = longest answer + 1 = 3 columns of logits; targets for the 2 predicting columns.
-    assert batch["keep"] == 3
-    assert batch["targets"].tolist() == [[7, 8], [-100, 11]]
+def test_collate_packs_a_batch_into_one_row_and_targets_only_the_answers():
+    batch = collate([Example([5, 6, 7, 8], 2), Example([9, 10, 11], 2)])
+    assert batch["input_ids"].tolist() == [[5, 6, 7, 8, 9, 10, 11]]
+    assert batch["position_ids"].tolist() == [[0, 1, 2, 3, 0, 1, 2]]  # each example starts at 0
+    # Column c predicts the token at c + 1: answers [7, 8] from columns 1-2, [11] from column 5.
+    assert batch["keep"].tolist() == [1, 2, 5] and batch["targets"].tolist() == [7, 8, 11]
+    assert (batch["tokens"], batch["computed"]) == (7, 7)
+    first, second = batch["blocks"].masks()
+    assert second.tolist() == [[True, False, False], [True, True, False], [True, True, True]]
 
 
 def test_answer_loss_equals_the_unpadded_per_example_loss():
     model = tiny_llama()
     batch_examples = examples(4)
     with torch.no_grad():
-        batched = answer_loss(model, collate(batch_examples, pad_id=0))
+        batched = answer_loss(model, collate(batch_examples))
         total, count = 0.0, 0
         for e in batch_examples:
             ids = torch.tensor([e.ids])
@@ -74,38 +71,57 @@ def _loss_and_grads(model, batch) -> tuple[float, dict[str, torch.Tensor]]:
     return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
-def test_a_shared_prefix_runs_once_with_the_same_loss_and_gradients():
+def _alone(model, batch_examples: list[Example]) -> tuple[float, dict[str, torch.Tensor]]:
+    """Loss and gradients with each example run alone through the model's own attention."""
+    model.zero_grad()
+    total, count = 0.0, 0
+    for e in batch_examples:
+        ids = torch.tensor([e.ids])
+        labels = ids.clone()
+        labels[0, :e.n_prompt] = -100
+        n = len(e.ids) - e.n_prompt
+        loss = model(input_ids=ids, labels=labels).loss * n
+        loss.backward()
+        total, count = total + loss.item(), count + n
+    grads = {n: p.grad.clone() / count for n, p in model.named_parameters() if p.grad is not None}
+    return total / count, grads
+
+
+def test_a_shared_prefix_runs_once_with_the_same_loss_and_gradients_as_each_example_alone():
     model = tiny_llama()
+    attention = model.config._attn_implementation
     data = _prefixed(examples(5))
-    shared = collate(data, 0, PREFIX)
-    assert shared["prefix"].tolist() == PREFIX and shared["input_ids"].shape[1] == max(len(e.ids) for e in data) - 5
-    assert shared["position_ids"][0, -1] == len(data[0].ids) - 1  # rows continue the prefix's positions
+    shared = collate(data, PREFIX)
+    assert shared["shared"] == len(PREFIX) and shared["input_ids"].shape[1] == sum(len(e.ids) for e in data) - 4 * 5
+    assert shared["position_ids"][0, -1] == len(data[-1].ids) - 1  # examples continue the prefix's positions
+    assert shared["computed"] == shared["tokens"] - 4 * len(PREFIX)
     loss, grads = _loss_and_grads(model, shared)
-    plain_loss, plain_grads = _loss_and_grads(model, collate(data, 0))
-    assert loss == pytest.approx(plain_loss, rel=1e-5)
-    assert grads.keys() == plain_grads.keys() and grads
-    for name in grads:  # the prefix's weights get the gradient of every row through its shared keys and values
-        torch.testing.assert_close(grads[name], plain_grads[name], rtol=1e-4, atol=1e-6)
+    alone_loss, alone_grads = _alone(model, data)
+    assert loss == pytest.approx(alone_loss, rel=1e-5)
+    assert grads.keys() == alone_grads.keys() and grads
+    for name in grads:  # the prefix's weights get the gradient of every example through its keys and values
+        torch.testing.assert_close(grads[name], alone_grads[name], rtol=1e-4, atol=1e-5)
+    assert model.config._attn_implementation == attention  # switched back: scoring needs its own
 
 
 def test_a_batch_with_one_example_lacking_the_prefix_is_not_shared():
     data = _prefixed(examples(3)) + examples(1)  # e.g. a long prompt cut from its start
-    batch = collate(data, 0, PREFIX)
-    assert batch["prefix"].numel() == 0 and batch["input_ids"].shape[1] == max(len(e.ids) for e in data)
-    # A prefix that is the whole prompt leaves no row token to predict the answer's first token from.
-    assert collate([Example(PREFIX + [44, 45], len(PREFIX))], 0, PREFIX)["prefix"].numel() == 0
+    batch = collate(data, PREFIX)
+    assert batch["shared"] == 0 and batch["input_ids"].shape[1] == sum(len(e.ids) for e in data)
+    # A prefix that is the whole prompt leaves no own token to predict the answer's first token from.
+    assert collate([Example(PREFIX + [44, 45], len(PREFIX))], PREFIX)["shared"] == 0
 
 
 def test_training_with_a_shared_prefix_lowers_the_loss_and_counts_computed_tokens(tmp_path):
     data = _prefixed(examples())
-    result = train_lora(tiny_llama(), TOKENIZER, data, tmp_path, SETTINGS, data_key="d", prefix=PREFIX,
+    result = train_lora(tiny_llama(), data, tmp_path, SETTINGS, data_key="d", prefix=PREFIX,
                         progress=False)
     assert result["tokens"] == SETTINGS.epochs * sum(len(e.ids) for e in data)
     batches = result["micro_steps"]
     assert result["computed_tokens"] == result["tokens"] - batches * (SETTINGS.micro_batch - 1) * len(PREFIX)
     with torch.no_grad():
-        before = float(answer_loss(tiny_llama(), collate(data, 0)))
-        after = float(answer_loss(result["model"], collate(data, 0, PREFIX)))
+        before = float(answer_loss(tiny_llama(), collate(data)))
+        after = float(answer_loss(result["model"], collate(data, PREFIX)))
     assert after < before * 0.3
 
 
@@ -124,10 +140,10 @@ SETTINGS = TrainSettings(epochs=6, lr=1e-2, batch_size=4, micro_batch=2, warmup=
 def test_training_lowers_the_answer_loss(tmp_path):
     data = examples()
     with torch.no_grad():
-        before = float(answer_loss(tiny_llama(), collate(data, 0)))
-    result = train_lora(tiny_llama(), TOKENIZER, data, tmp_path, SETTINGS, data_key="d", progress=False)
+        before = float(answer_loss(tiny_llama(), collate(data)))
+    result = train_lora(tiny_llama(), data, tmp_path, SETTINGS, data_key="d", progress=False)
     with torch.no_grad():
-        after = float(answer_loss(result["model"], collate(data, 0)))
+        after = float(answer_loss(result["model"], collate(data)))
     assert result["finished"] and result["optimizer_steps"] == 18
     assert after < before * 0.3
 
@@ -138,11 +154,11 @@ def _lora_state(model) -> dict[str, torch.Tensor]:
 
 def test_interrupted_training_resumes_to_the_same_adapter(tmp_path):
     data = examples()
-    whole = train_lora(tiny_llama(), TOKENIZER, data, tmp_path / "a", SETTINGS, data_key="d", progress=False)
-    first = train_lora(tiny_llama(), TOKENIZER, data, tmp_path / "b", SETTINGS, data_key="d", max_steps=7,
+    whole = train_lora(tiny_llama(), data, tmp_path / "a", SETTINGS, data_key="d", progress=False)
+    first = train_lora(tiny_llama(), data, tmp_path / "b", SETTINGS, data_key="d", max_steps=7,
                        progress=False)
     assert not first["finished"] and (tmp_path / "b" / "checkpoint" / "state.pt").is_file()
-    rest = train_lora(tiny_llama(), TOKENIZER, data, tmp_path / "b", SETTINGS, data_key="d", progress=False)
+    rest = train_lora(tiny_llama(), data, tmp_path / "b", SETTINGS, data_key="d", progress=False)
     assert rest["finished"] and rest["optimizer_steps"] == whole["optimizer_steps"]
     expected, got = _lora_state(whole["model"]), _lora_state(rest["model"])
     assert expected.keys() == got.keys()
@@ -151,9 +167,9 @@ def test_interrupted_training_resumes_to_the_same_adapter(tmp_path):
 
 
 def test_a_checkpoint_from_other_settings_is_refused(tmp_path):
-    train_lora(tiny_llama(), TOKENIZER, examples(), tmp_path, SETTINGS, data_key="d", max_steps=3, progress=False)
+    train_lora(tiny_llama(), examples(), tmp_path, SETTINGS, data_key="d", max_steps=3, progress=False)
     with pytest.raises(ValueError, match="other settings or data"):
-        train_lora(tiny_llama(), TOKENIZER, examples(), tmp_path, SETTINGS, data_key="other", progress=False)
+        train_lora(tiny_llama(), examples(), tmp_path, SETTINGS, data_key="other", progress=False)
 
 
 def test_lora_targets_must_exist():
