@@ -10,6 +10,7 @@ import torch
 from collab.config import TrainSettings
 from guides.train import Example, add_lora, answer_loss, bucketed_batches, collate, train_lora
 
+
 def tiny_llama(seed: int = 0):
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -37,38 +38,8 @@ def test_collate_packs_a_batch_into_one_row_and_targets_only_the_answers():
     # Column c predicts the token at c + 1: answers [7, 8] from columns 1-2, [11] from column 5.
     assert batch["keep"].tolist() == [1, 2, 5] and batch["targets"].tolist() == [7, 8, 11]
     assert (batch["tokens"], batch["computed"]) == (7, 7)
-    first, second = batch["blocks"].masks()
+    _, second = batch["blocks"].masks()
     assert second.tolist() == [[True, False, False], [True, True, False], [True, True, True]]
-
-
-def test_answer_loss_equals_the_unpadded_per_example_loss():
-    model = tiny_llama()
-    batch_examples = examples(4)
-    with torch.no_grad():
-        batched = answer_loss(model, collate(batch_examples))
-        total, count = 0.0, 0
-        for e in batch_examples:
-            ids = torch.tensor([e.ids])
-            labels = ids.clone()
-            labels[0, :e.n_prompt] = -100
-            n = len(e.ids) - e.n_prompt
-            total += float(model(input_ids=ids, labels=labels).loss) * n
-            count += n
-    assert float(batched) == pytest.approx(total / count, rel=1e-4)
-
-
-PREFIX = [30, 31, 32, 33, 34]
-
-
-def _prefixed(batch_examples: list[Example]) -> list[Example]:
-    return [Example(PREFIX + e.ids, e.n_prompt + len(PREFIX)) for e in batch_examples]
-
-
-def _loss_and_grads(model, batch) -> tuple[float, dict[str, torch.Tensor]]:
-    model.zero_grad()
-    loss = answer_loss(model, batch)
-    loss.backward()
-    return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
 def _alone(model, batch_examples: list[Example]) -> tuple[float, dict[str, torch.Tensor]]:
@@ -85,6 +56,35 @@ def _alone(model, batch_examples: list[Example]) -> tuple[float, dict[str, torch
         total, count = total + loss.item(), count + n
     grads = {n: p.grad.clone() / count for n, p in model.named_parameters() if p.grad is not None}
     return total / count, grads
+
+
+def test_answer_loss_equals_the_unpadded_per_example_loss():
+    model = tiny_llama()
+    batch_examples = examples(4)
+    with torch.no_grad():
+        packed = float(answer_loss(model, collate(batch_examples)))
+    assert packed == pytest.approx(_alone(model, batch_examples)[0], rel=1e-5)
+
+
+def test_an_example_longer_than_a_sliding_attention_window_is_refused():
+    model = tiny_llama()
+    model.config.sliding_window = 6  # per-example attention would see more than such a layer does
+    with pytest.raises(ValueError, match="sliding attention window"):
+        answer_loss(model, collate(examples(4)))
+
+
+PREFIX = [30, 31, 32, 33, 34]
+
+
+def _prefixed(batch_examples: list[Example]) -> list[Example]:
+    return [Example(PREFIX + e.ids, e.n_prompt + len(PREFIX)) for e in batch_examples]
+
+
+def _loss_and_grads(model, batch) -> tuple[float, dict[str, torch.Tensor]]:
+    model.zero_grad()
+    loss = answer_loss(model, batch)
+    loss.backward()
+    return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
 def test_a_shared_prefix_runs_once_with_the_same_loss_and_gradients_as_each_example_alone():
