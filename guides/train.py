@@ -83,25 +83,30 @@ def collate(examples: Sequence[Example], prefix: Sequence[int] = ()) -> dict[str
         keep += range(start + e.n_prompt - k - 1, len(ids) - 1)  # column c predicts the token at c + 1
         targets += e.ids[e.n_prompt:]
     return {"input_ids": torch.tensor([ids]), "position_ids": torch.tensor([positions]),
-            "blocks": _Blocks(k, spans), "keep": torch.tensor(keep), "targets": torch.tensor(targets),
-            "tokens": sum(len(e.ids) for e in examples), "computed": len(ids), "shared": k}
+            "blocks": _Blocks.of(k, spans), "keep": torch.tensor(keep), "targets": torch.tensor(targets),
+            "tokens": sum(len(e.ids) for e in examples), "computed": len(ids)}
 
 
 @dataclass
 class _Blocks:
-    """Where each example of a packed row lies: a shared prefix of `prefix` columns, then (start, end) spans."""
+    """Where each example of a packed row lies: a shared prefix of `prefix` columns, then (start, end) spans,
+    each with its [own, prefix + own] attention mask (the whole prefix, and its own tokens causally)."""
     prefix: int
     spans: list[tuple[int, int]]
+    masks: list[torch.Tensor]
 
-    def masks(self) -> list[torch.Tensor]:
-        """Per example [own, prefix + own] booleans: the whole prefix, and its own tokens causally."""
-        out = []
-        for start, end in self.spans:
+    @classmethod
+    def of(cls, prefix: int, spans: list[tuple[int, int]]) -> _Blocks:
+        masks = []
+        for start, end in spans:
             n = end - start
-            mask = torch.ones(n, self.prefix + n, dtype=torch.bool)
-            mask[:, self.prefix:] = torch.ones(n, n, dtype=torch.bool).tril()
-            out.append(mask)
-        return out
+            mask = torch.ones(n, prefix + n, dtype=torch.bool)
+            mask[:, prefix:] = torch.ones(n, n, dtype=torch.bool).tril()
+            masks.append(mask)
+        return cls(prefix, spans, masks)
+
+    def to(self, device: Any) -> _Blocks:
+        return _Blocks(self.prefix, self.spans, [m.to(device) for m in self.masks])
 
 
 BLOCK_ATTENTION = "collab_blocks"
@@ -109,7 +114,7 @@ BLOCK_ATTENTION = "collab_blocks"
 
 def _block_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, attention_mask: Any,
                      scaling: float | None = None, dropout: float = 0.0, blocks: _Blocks | None = None,
-                     masks: list[torch.Tensor] | None = None, **_: Any) -> tuple[torch.Tensor, None]:
+                     **_: Any) -> tuple[torch.Tensor, None]:
     """Attention over a packed row, one example at a time (its queries against the prefix's keys and its own):
     the dense row-wide alternative computes every example against every other and masks most of it away.
     query [1, heads, T, d], key/value [1, kv heads, T, d]; returns [1, T, heads, d] as transformers expects."""
@@ -118,7 +123,7 @@ def _block_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value:
     k = blocks.prefix
     out = [sdpa(query[:, :, :k], key[:, :, :k], value[:, :, :k], is_causal=True, scale=scaling, dropout_p=p,
                 enable_gqa=True)] if k else []
-    for (start, end), mask in zip(blocks.spans, masks):
+    for (start, end), mask in zip(blocks.spans, blocks.masks):
         keys = torch.cat([key[:, :, :k], key[:, :, start:end]], dim=2)
         values = torch.cat([value[:, :, :k], value[:, :, start:end]], dim=2)
         out.append(sdpa(query[:, :, start:end], keys, values, attn_mask=mask, scale=scaling, dropout_p=p,
@@ -131,14 +136,15 @@ def _config(model: Any) -> Any:
 
 
 @contextmanager
-def _attention(model: Any, name: str):
-    """The model's attention implementation switched for one call (scoring after training needs its own)."""
+def _block_attention_on(model: Any):
+    """The model's attention implementation switched to `_block_attention` for one call (scoring after
+    training needs its own)."""
     from transformers import AttentionInterface
 
     AttentionInterface.register(BLOCK_ATTENTION, _block_attention)
     config = _config(model)
     before = config._attn_implementation
-    config._attn_implementation = name
+    config._attn_implementation = BLOCK_ATTENTION
     try:
         yield
     finally:
@@ -150,16 +156,15 @@ def answer_loss(model: Any, batch: dict[str, Any]) -> torch.Tensor:
     once, with gradients, and every example attends to its keys and values: the same loss and gradients as
     running each example alone, for none of the padding and 1/batch of the prefix's cost."""
     device = next(model.parameters()).device
-    blocks = batch["blocks"]
+    blocks = batch["blocks"].to(device)
     window = getattr(_config(model), "sliding_window", None)
     longest = blocks.prefix + max(end - start for start, end in blocks.spans)
     if window and longest > window:  # block attention sees whole examples; such layers would see less
         raise ValueError(f"a training example of {longest} tokens is longer than the model's sliding attention "
                          f"window ({window}); lower --max-length to {window}")
-    masks = [m.to(device) for m in blocks.masks()]
-    with _attention(model, BLOCK_ATTENTION):
+    with _block_attention_on(model):
         out = model(input_ids=batch["input_ids"].to(device), position_ids=batch["position_ids"].to(device),
-                    logits_to_keep=batch["keep"].to(device), use_cache=False, blocks=blocks, masks=masks)
+                    logits_to_keep=batch["keep"].to(device), use_cache=False, blocks=blocks)
     return torch.nn.functional.cross_entropy(out.logits[0].float(), batch["targets"].to(device))
 
 

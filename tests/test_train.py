@@ -38,7 +38,7 @@ def test_collate_packs_a_batch_into_one_row_and_targets_only_the_answers():
     # Column c predicts the token at c + 1: answers [7, 8] from columns 1-2, [11] from column 5.
     assert batch["keep"].tolist() == [1, 2, 5] and batch["targets"].tolist() == [7, 8, 11]
     assert (batch["tokens"], batch["computed"]) == (7, 7)
-    _, second = batch["blocks"].masks()
+    _, second = batch["blocks"].masks
     assert second.tolist() == [[True, False, False], [True, True, False], [True, True, True]]
 
 
@@ -92,7 +92,7 @@ def test_a_shared_prefix_runs_once_with_the_same_loss_and_gradients_as_each_exam
     attention = model.config._attn_implementation
     data = _prefixed(examples(5))
     shared = collate(data, PREFIX)
-    assert shared["shared"] == len(PREFIX) and shared["input_ids"].shape[1] == sum(len(e.ids) for e in data) - 4 * 5
+    assert shared["blocks"].prefix == len(PREFIX) and shared["input_ids"].shape[1] == sum(len(e.ids) for e in data) - 4 * 5
     assert shared["position_ids"][0, -1] == len(data[-1].ids) - 1  # examples continue the prefix's positions
     assert shared["computed"] == shared["tokens"] - 4 * len(PREFIX)
     loss, grads = _loss_and_grads(model, shared)
@@ -107,9 +107,9 @@ def test_a_shared_prefix_runs_once_with_the_same_loss_and_gradients_as_each_exam
 def test_a_batch_with_one_example_lacking_the_prefix_is_not_shared():
     data = _prefixed(examples(3)) + examples(1)  # e.g. a long prompt cut from its start
     batch = collate(data, PREFIX)
-    assert batch["shared"] == 0 and batch["input_ids"].shape[1] == sum(len(e.ids) for e in data)
+    assert batch["blocks"].prefix == 0 and batch["input_ids"].shape[1] == sum(len(e.ids) for e in data)
     # A prefix that is the whole prompt leaves no own token to predict the answer's first token from.
-    assert collate([Example(PREFIX + [44, 45], len(PREFIX))], PREFIX)["shared"] == 0
+    assert collate([Example(PREFIX + [44, 45], len(PREFIX))], PREFIX)["blocks"].prefix == 0
 
 
 def test_training_with_a_shared_prefix_lowers_the_loss_and_counts_computed_tokens(tmp_path):
