@@ -76,11 +76,12 @@ def test_sentences_of_one_paragraph_are_the_segments_and_a_title_split_does_not_
 
 
 @pytest.mark.model
-def test_a_text_chars_template_renders_the_excerpt_and_a_short_pair_as_v1(smollm2_tokenizer):
+@pytest.mark.parametrize("template", ["slm/guide_codes", "slm/schema_enum"])
+def test_a_text_chars_template_renders_the_excerpt_and_a_short_pair_as_v1(smollm2_tokenizer, template):
     from guides.scoring import LabelScorer
 
     labels = ["friend_of", "no_relation"]
-    v1, v2 = (LabelScorer(None, smollm2_tokenizer, labels, template=f"slm/guide_codes.v{n}") for n in (1, 2))
+    v1, v2 = (LabelScorer(None, smollm2_tokenizer, labels, template=f"{template}.v{n}") for n in (1, 2))
     short = _pair("Monica met Rachel.", "Monica", "Rachel")
     assert v1.prompt_ids(short) == v2.prompt_ids(short)
     long = _pair(DIALOGUE, "Monica", "Rachel")
