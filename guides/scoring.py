@@ -95,11 +95,14 @@ class LabelScorer:
     # ------------------------------------------------------------------------------------------ prompts
     def render(self, pair: Pair) -> RenderedPrompt:
         """The pair's prompt; with `demonstrations`, its solved examples come first as earlier turns. A
-        template with `text_chars` shows long texts as an excerpt around the two mentions (collab.excerpt)."""
+        template with `text_chars` shows long texts as an excerpt around the two mentions (collab.excerpt);
+        `shot_chars`, where given, bounds the solved examples' texts instead."""
         limit = self.template.extra.get("text_chars")
+        shot_limit = self.template.extra.get("shot_chars", limit)
         shots = [{"text": d.text, "head": d.head.text, "tail": d.tail.text, "head_type": d.head.type,
                   "tail_type": d.tail.type, "relation": d.relation, "answer": self._answer(d.relation)}
-                 for d in (excerpt(d, limit) for d in (self.demonstrations(pair) if self.demonstrations else ()))]
+                 for d in (excerpt(d, shot_limit)
+                           for d in (self.demonstrations(pair) if self.demonstrations else ()))]
         pair = excerpt(pair, limit)
         return self.template.render(
             text=pair.text, head=pair.head.text, tail=pair.tail.text, head_type=pair.head.type,

@@ -88,3 +88,21 @@ def test_a_text_chars_template_renders_the_excerpt_and_a_short_pair_as_v1(smollm
     user = v2.render(long).messages[-1]["content"]
     assert excerpt(long, 1000).text in user and "Line 0 " not in user
     assert len(v2.prompt_ids(long)) < len(v1.prompt_ids(long)) / 2
+
+
+@pytest.mark.model
+def test_k_shot_v2_cuts_the_examples_shorter_than_the_pair_and_short_texts_render_as_v1(smollm2_tokenizer):
+    from guides.scoring import LabelScorer
+
+    def scorer(version: int, shown: list[Pair]) -> LabelScorer:
+        return LabelScorer(None, smollm2_tokenizer, ["friend_of", "no_relation"],
+                           template=f"slm/k_shot_codes.v{version}", demonstrations=lambda pair: shown)
+
+    short, long = _pair("Ross met Joey.", "Ross", "Joey"), _pair(DIALOGUE, "Monica", "Rachel")
+    assert scorer(1, [short]).prompt_ids(short) == scorer(2, [short]).prompt_ids(short)
+    v1, v2 = scorer(1, [long, short]), scorer(2, [long, short])
+    messages = v2.render(long).messages
+    example, own = messages[1]["content"], messages[-1]["content"]
+    assert excerpt(long, 200).text in example and excerpt(long, 1000).text not in example
+    assert excerpt(long, 1000).text in own
+    assert len(v2.prompt_ids(long)) < len(v1.prompt_ids(long))
