@@ -11,8 +11,10 @@ Also in that object: micro-F1 of both on the same pairs (a generated answer that
 label-code guide not a code, counts as a wrong positive answer; a generation is read as the label whose
 answer it starts with); the guide's achieved GFLOP/s, counting the
 work it must do (2 x non-embedding parameters per prompt token after the cached shared prefix and per fed
-label token, 2 x hidden x vocabulary per scored position; padding not counted), and its share of the fp32
-matmul peak measured here at the model's own matrix shapes.
+label token, 2 x hidden x vocabulary per scored position, and, as model-FLOP utilisation is usually counted
+(PaLM, appendix B), 4 x heads x head size per layer for each key a fed token attends to under the causal
+mask; padding and masked-out keys not counted), and its share of the fp32 matmul peak measured here at the
+model's own matrix shapes; `share_of_peak_weights_only` leaves attention out.
 
 The guide runs twice: as it is, where pairs of one sentence share a batch row, and with that sharing off
 (`unshared_*`), with the answers compared. `--book-pairs` takes the pair sentences of a `books` run (its
@@ -119,7 +121,7 @@ def main() -> None:
         """Against the gold labels; a books run's pairs have none."""
         return None if args.book_pairs else round(score(gold, answers)["micro_f1"], 4)
 
-    flops = guide_flops(scorer, pairs)
+    flops, attention = guide_flops(scorer, pairs), attention_flops(scorer, pairs)
     peak = matmul_peak(model, tokens=args.batch_size * 48)
     print(json.dumps({
         "date": datetime.date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
@@ -141,9 +143,11 @@ def main() -> None:
         "naive_generate_micro_f1": micro_f1({p.id: parsed(a) or a.strip() or "(empty)"
                                              for p, a in zip(pairs, answers)}),
         "scored_micro_f1": micro_f1({p.id: pred.relation for p, pred in zip(pairs, predictions)}),
-        "scored_gflop_per_pair": round(flops / len(pairs) / 1e9, 3),
-        "scored_gflops": round(flops / scored_seconds / 1e9, 1), "matmul_peak_gflops": round(peak, 1),
-        "share_of_peak": round(flops / scored_seconds / 1e9 / peak, 3),
+        "scored_gflop_per_pair": round((flops + attention) / len(pairs) / 1e9, 3),
+        "attention_gflop_per_pair": round(attention / len(pairs) / 1e9, 3),
+        "scored_gflops": round((flops + attention) / scored_seconds / 1e9, 1), "matmul_peak_gflops": round(peak, 1),
+        "share_of_peak": round((flops + attention) / scored_seconds / 1e9 / peak, 3),
+        "share_of_peak_weights_only": round(flops / scored_seconds / 1e9 / peak, 3),
     }))
 
 
@@ -166,8 +170,8 @@ def _body_and_head(model) -> tuple[int, int]:
 
 
 def guide_flops(scorer, pairs) -> float:
-    """The floating-point work the guide's scoring has to do for these pairs (see the module docstring); the
-    prompt tokens that pairs of one text have in common count once, as when they share a batch row."""
+    """The floating-point work in the guide's weights for these pairs (see the module docstring); the prompt
+    tokens that pairs of one text have in common count once, as when they share a batch row."""
     from guides.scoring import _row_length
 
     body, head = _body_and_head(scorer.model)
@@ -176,6 +180,27 @@ def guide_flops(scorer, pairs) -> float:
     for rests in prompt_rests_by_text(scorer, pairs).values():
         fed += (_row_length(rests) if scorer.share_sentences else sum(map(len, rests))) + nodes * len(rests)
     return 2.0 * body * fed + 2.0 * head * len(pairs) * (1 + nodes)
+
+
+def attention_flops(scorer, pairs) -> float:
+    """The attention products' work (QK^T and AV) for these pairs: each fed token against every key it may see,
+    the cached prefix included; a label token sees its pair's whole prompt and its own ancestors in the trie."""
+    from guides.scoring import _common_length
+
+    def keys(start: int, end: int) -> int:  # tokens at positions start..end-1 each see every earlier one and self
+        return (end * (end + 1) - start * (start + 1)) // 2
+
+    prefix, depths = len(scorer.shared_prefix), label_node_depths(scorer)
+    seen = keys(0, prefix)
+    for rests in prompt_rests_by_text(scorer, pairs).values():
+        common = _common_length(rests) if scorer.share_sentences else 0
+        seen += keys(prefix, prefix + common)
+        for rest in rests:
+            end = prefix + len(rest)
+            seen += keys(prefix + common, end) + sum(end + depth + 1 for depth in depths)
+    config = scorer.model.config
+    head_size = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    return 4.0 * config.num_attention_heads * head_size * config.num_hidden_layers * seen
 
 
 def prompt_rests_by_text(scorer, pairs) -> dict[str, list[list[int]]]:
@@ -189,7 +214,14 @@ def prompt_rests_by_text(scorer, pairs) -> dict[str, list[list[int]]]:
 
 def label_nodes(scorer) -> int:
     """Label tokens fed after each prompt: the label tries' nodes (none with one-token label codes)."""
-    return sum(trie.n_nodes for trie in scorer._tries) if scorer.tree else sum(len(c) - 1 for c in scorer.continuations)
+    return len(label_node_depths(scorer))
+
+
+def label_node_depths(scorer) -> list[int]:
+    """Each fed label token's depth after the prompt (0 = right after it)."""
+    if scorer.tree:
+        return [d for trie in scorer._tries for d in trie.depths.tolist()]
+    return [d for c in scorer.continuations for d in range(len(c) - 1)]
 
 
 def matmul_peak(model, tokens: int, seconds: float = 2.0) -> float:
