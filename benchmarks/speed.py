@@ -121,7 +121,8 @@ def main() -> None:
         """Against the gold labels; a books run's pairs have none."""
         return None if args.book_pairs else round(score(gold, answers)["micro_f1"], 4)
 
-    flops, attention = guide_flops(scorer, pairs), attention_flops(scorer, pairs)
+    rests = prompt_rests_by_text(scorer, pairs)
+    flops, attention = guide_flops(scorer, rests), attention_flops(scorer, rests)
     peak = matmul_peak(model, tokens=args.batch_size * 48)
     print(json.dumps({
         "date": datetime.date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
@@ -169,22 +170,24 @@ def _body_and_head(model) -> tuple[int, int]:
     return sum(p.numel() for p in model.parameters() if id(p) not in skip), head.numel()
 
 
-def guide_flops(scorer, pairs) -> float:
-    """The floating-point work in the guide's weights for these pairs (see the module docstring); the prompt
-    tokens that pairs of one text have in common count once, as when they share a batch row."""
+def guide_flops(scorer, rests: dict[str, list[list[int]]]) -> float:
+    """The floating-point work in the guide's weights for the pairs whose prompt rests these are
+    (`prompt_rests_by_text`; see the module docstring); the prompt tokens that pairs of one text have in
+    common count once, as when they share a batch row."""
     from guides.scoring import _row_length
 
     body, head = _body_and_head(scorer.model)
     fed = len(scorer.shared_prefix)  # once per run
-    nodes = label_nodes(scorer)
-    for rests in prompt_rests_by_text(scorer, pairs).values():
-        fed += (_row_length(rests) if scorer.share_sentences else sum(map(len, rests))) + nodes * len(rests)
-    return 2.0 * body * fed + 2.0 * head * len(pairs) * (1 + nodes)
+    nodes, n_pairs = label_nodes(scorer), sum(map(len, rests.values()))
+    for row in rests.values():
+        fed += (_row_length(row) if scorer.share_sentences else sum(map(len, row))) + nodes * len(row)
+    return 2.0 * body * fed + 2.0 * head * n_pairs * (1 + nodes)
 
 
-def attention_flops(scorer, pairs) -> float:
-    """The attention products' work (QK^T and AV) for these pairs: each fed token against every key it may see,
-    the cached prefix included; a label token sees its pair's whole prompt and its own ancestors in the trie."""
+def attention_flops(scorer, rests: dict[str, list[list[int]]]) -> float:
+    """The attention products' work (QK^T and AV) for the pairs whose prompt rests these are
+    (`prompt_rests_by_text`): each fed token against every key it may see, the cached prefix included; a label
+    token sees its pair's whole prompt and its own ancestors in the trie."""
     from guides.scoring import _common_length
 
     def keys(start: int, end: int) -> int:  # tokens at positions start..end-1 each see every earlier one and self
@@ -192,10 +195,10 @@ def attention_flops(scorer, pairs) -> float:
 
     prefix, depths = len(scorer.shared_prefix), label_node_depths(scorer)
     seen = keys(0, prefix)
-    for rests in prompt_rests_by_text(scorer, pairs).values():
-        common = _common_length(rests) if scorer.share_sentences else 0
+    for row in rests.values():
+        common = _common_length(row) if scorer.share_sentences else 0
         seen += keys(prefix, prefix + common)
-        for rest in rests:
+        for rest in row:
             end = prefix + len(rest)
             seen += keys(prefix + common, end) + sum(end + depth + 1 for depth in depths)
     config = scorer.model.config

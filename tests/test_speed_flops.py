@@ -13,6 +13,11 @@ PREFIX = [90, 91]
 PROMPTS = {"a": [90, 91, 1, 2, 3], "b": [90, 91, 1, 2, 4], "c": [90, 91, 7]}
 
 
+def attention_flops(share: bool, pairs) -> float:
+    scorer = fake_scorer(share)
+    return speed.attention_flops(scorer, speed.prompt_rests_by_text(scorer, pairs))
+
+
 def fake_scorer(share: bool):
     config = SimpleNamespace(num_attention_heads=2, head_dim=3, hidden_size=6, num_hidden_layers=2)
     return SimpleNamespace(shared_prefix=PREFIX, share_sentences=share, tree=False, continuations=[[5], [6, 7, 8]],
@@ -44,10 +49,10 @@ def test_attention_flops_match_a_token_by_token_count(share):
     pairs = [SimpleNamespace(id="a", text="one sentence"), SimpleNamespace(id="b", text="one sentence"),
              SimpleNamespace(id="c", text="another")]
     expected = 4 * 2 * 3 * 2 * keys_seen(share)
-    assert speed.attention_flops(fake_scorer(share), pairs) == expected
+    assert attention_flops(share, pairs) == expected
     assert speed.label_nodes(fake_scorer(share)) == 2
 
 
 def test_sharing_a_sentence_saves_attention_work():
     pairs = [SimpleNamespace(id="a", text="one sentence"), SimpleNamespace(id="b", text="one sentence")]
-    assert speed.attention_flops(fake_scorer(True), pairs) < speed.attention_flops(fake_scorer(False), pairs)
+    assert attention_flops(True, pairs) < attention_flops(False, pairs)
