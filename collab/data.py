@@ -64,7 +64,7 @@ class Pair:
 class Prediction:
     """The prediction record every predictor writes (one JSONL line per pair).
 
-    `distribution` holds the top labels with their probabilities; `slm` and `llm` keep both answers when a
+    `distribution` holds the labels with their probabilities, most probable first (a guide gives every label); `slm` and `llm` keep both answers when a
     pair was escalated, so merge modes can be re-run offline. Evaluation reads only `id` and `relation`.
     """
 

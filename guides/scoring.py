@@ -26,7 +26,6 @@ from collab.data import Pair, Prediction
 from collab.excerpt import excerpt
 from collab.prompts import RenderedPrompt, load_template
 
-TOP_K = 5
 # Batches sorted by length together: 32 of 8 pairs left 2.7% of SemEval's computed tokens as padding where 8
 # left 9.3% (and 8 sorted by characters 16.7%); the window only delays a stream's first answers.
 WINDOW_BATCHES = 32
@@ -55,7 +54,7 @@ class LabelScorer:
     """
 
     def __init__(self, model: Any, tokenizer: Any, labels: Sequence[str], *, template: str = "slm/zero_shot.v1",
-                 top_k: int = TOP_K, label_batch: int = 64, reuse_prefix: bool = True, tree: bool = True,
+                 label_batch: int = 64, reuse_prefix: bool = True, tree: bool = True,
                  temperature: float = 1.0, never_final: str | None = None,
                  demonstrations: Callable[[Pair], Sequence[Pair]] | None = None, share_sentences: bool = True):
         labels = tuple(labels)
@@ -77,7 +76,7 @@ class LabelScorer:
             raise ValueError(f"template {self.template.template} shows solved examples: give the scorer "
                              "`demonstrations` (collab.retrieval.demonstration_picker)")
         self.demonstrations = demonstrations
-        self.top_k, self.label_batch = top_k, max(1, label_batch)
+        self.label_batch = max(1, label_batch)
         self.share_sentences = share_sentences
         # model None: the scores come from elsewhere (guides.endpoint); prompts and labels are still built here
         self._keeps_logits = model is not None and (
@@ -367,11 +366,12 @@ class LabelScorer:
 
     # ------------------------------------------------------------------------------------------ predictions
     def _prediction(self, pair: Pair, probs: torch.Tensor) -> Prediction:
-        """The top label with its probability and margin. A `never_final` label (a head-only guide's
+        """The top label with its probability and margin, and every label's probability, most probable first
+        (candidate retrieval cuts the guide's ranking adaptively, so it needs more than a fixed top few). A `never_final` label (a head-only guide's
         `long_tail`: "something rarer than what I was trained on") on top is flagged, for escalation, and the
         answer is the most probable real label."""
         order = torch.argsort(probs, descending=True, stable=True).tolist()
-        top = {self.labels[i]: float(probs[i]) for i in order[:self.top_k]}
+        every = {self.labels[i]: float(probs[i]) for i in order}
         flags = []
         if self.never_final is not None and self.labels[order[0]] == self.never_final:
             flags.append(self.never_final)
@@ -380,7 +380,7 @@ class LabelScorer:
         confidence = float(probs[best])
         margin = confidence - float(probs[real[1]]) if len(real) > 1 else confidence
         relation = self.labels[best]
-        return Prediction(id=pair.id, relation=relation, confidence=confidence, margin=margin, distribution=top,
+        return Prediction(id=pair.id, relation=relation, confidence=confidence, margin=margin, distribution=every,
                           route="slm", slm={"relation": relation, "confidence": confidence}, flags=flags)
 
     def predict_one(self, pair: Pair) -> Prediction:

@@ -216,6 +216,27 @@ def test_a_frequent_pair_may_take_a_relation_no_sentence_answered_first():
     assert edge.routes == {"slm": 0, "llm": 0, "merged": 0}  # routes count supporting mentions: none here
 
 
+def test_a_mention_rates_only_its_five_most_probable_labels():
+    schema = load_schema("characters")
+    book, characters = make_book()
+    _, where = book_pairs(book, characters)
+    by_sentence = {(w.sentence, w.head, w.tail): w.id for w in where}
+
+    def edges_with_parent_of_ranked(rank: int) -> list[tuple]:
+        # Carl/Anna meet in 2 of the book's 5 pair sentences; only sentence 4 states a relation in words
+        # ("father", a parent_of trigger), and the guide ranks parent_of `rank`-th of its whole distribution
+        others = ["no_relation", "enemy_of", "friend_of", "sibling_of", "spouse_of"]
+        ranked = others[:rank - 1] + ["parent_of"] + others[rank - 1:]
+        whole = {label: p for label, p in zip(ranked, (0.5, 0.2, 0.1, 0.08, 0.07, 0.05))}
+        preds = [prediction(by_sentence[(s, "carl", "anna")], "no_relation", 0.5, dict(reversed(whole.items())))
+                 for s in (2, 4)]  # listed least probable first: the rank is by probability, not by order
+        return [(e.source, e.relation, e.target)
+                for e in aggregate_edges(book, where, preds, schema, threshold=0.5, triggers=True, frequent=0.4)]
+
+    assert edges_with_parent_of_ranked(5) == [("carl", "parent_of", "anna")]
+    assert edges_with_parent_of_ranked(6) == []
+
+
 def test_chapter_graphs_hold_only_each_chapters_characters_and_evidence(tmp_path):
     from dataclasses import replace
 

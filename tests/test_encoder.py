@@ -127,7 +127,8 @@ def test_predictions_are_distributions_over_the_labels(trained):
     predictions = EncoderGuide.load(folder / "guide", schema).predict(pairs)
     assert [p.id for p in predictions] == [p.id for p in pairs]
     for p in predictions:
-        assert p.relation in LABELS and set(p.distribution) <= set(LABELS)
+        assert p.relation in LABELS and set(p.distribution) == set(LABELS)
+        assert list(p.distribution.values()) == sorted(p.distribution.values(), reverse=True)
         assert sum(p.distribution.values()) == pytest.approx(1.0, abs=1e-5)
         assert p.confidence == max(p.distribution.values())
         ranked = sorted(p.distribution.values(), reverse=True)

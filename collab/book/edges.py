@@ -38,6 +38,10 @@ from .records import BookText, Edge, Evidence
 
 ROUTES = ("slm", "llm", "merged")
 TOP_K = 3
+# A mention rates only its five most probable labels: the thresholds above were tuned on Massey dev when guides
+# stored their top five, and further down a guide's ranking a trigger word alone would let the frequent rule
+# type a pair with a label the guide all but ruled out.
+MENTION_LABELS = 5
 
 
 @dataclass(slots=True)
@@ -81,7 +85,8 @@ def aggregate_edges(book: BookText, where: list[PairMention], predictions: Itera
             continue
         pair_mentions[_pair(mention.head, mention.tail)] += 1
         distribution = pred.get("distribution") or {pred["relation"]: pred["confidence"]}
-        for label, probability in distribution.items():
+        ranked = sorted(distribution.items(), key=lambda item: -item[1])[:MENTION_LABELS]
+        for label, probability in ranked:
             if label == schema.negative or label == "long_tail" or not stated(label, mention):
                 continue
             acc[schema.canonical(label, mention.head, mention.tail)].considered.append((probability, mention))
