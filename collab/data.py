@@ -64,8 +64,9 @@ class Pair:
 class Prediction:
     """The prediction record every predictor writes (one JSONL line per pair).
 
-    `distribution` holds the labels with their probabilities, most probable first (a guide gives every label); `slm` and `llm` keep both answers when a
-    pair was escalated, so merge modes can be re-run offline. Evaluation reads only `id` and `relation`.
+    `distribution` holds the labels with their probabilities, most probable first (a guide gives every label);
+    `slm` and `llm` keep both answers when a pair was escalated, so merge modes can be re-run offline.
+    Evaluation reads only `id` and `relation`.
     """
 
     id: str

@@ -367,9 +367,9 @@ class LabelScorer:
     # ------------------------------------------------------------------------------------------ predictions
     def _prediction(self, pair: Pair, probs: torch.Tensor) -> Prediction:
         """The top label with its probability and margin, and every label's probability, most probable first
-        (candidate retrieval cuts the guide's ranking adaptively, so it needs more than a fixed top few). A `never_final` label (a head-only guide's
-        `long_tail`: "something rarer than what I was trained on") on top is flagged, for escalation, and the
-        answer is the most probable real label."""
+        (candidate retrieval cuts the guide's ranking adaptively, so it needs more than a fixed top few). A
+        `never_final` label (a head-only guide's `long_tail`: "something rarer than what I was trained on") on
+        top is flagged, for escalation, and the answer is the most probable real label."""
         order = torch.argsort(probs, descending=True, stable=True).tolist()
         every = {self.labels[i]: float(probs[i]) for i in order}
         flags = []
