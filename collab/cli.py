@@ -217,11 +217,10 @@ def cmd_validate(args: argparse.Namespace, config: Config) -> None:
 
 
 def _guide_distributions(path: str, pairs) -> list[dict[str, float]]:
-    """Each pair's guide distribution from a prediction file (its top label alone where none is stored)."""
-    from .data import read_predictions
+    """Each pair's guide distribution from a prediction file, in the pairs' order."""
+    from .data import read_distributions
 
-    found = {r["id"]: r.get("distribution") or {r["relation"]: r.get("confidence", 1.0)}
-             for r in read_predictions(path)}
+    found = read_distributions(path)
     missing = [p.id for p in pairs if p.id not in found]
     if missing:
         raise DataError(path, 0, "id", f"{len(missing)} pairs have no prediction, e.g. {missing[0]!r}")

@@ -233,6 +233,12 @@ def read_predictions(path: str | Path) -> Iterator[dict[str, Any]]:
         yield record
 
 
+def read_distributions(path: str | Path) -> dict[str, dict[str, float]]:
+    """Each prediction's label distribution by pair id (its top label alone where none is stored): what
+    retrieval takes as the guide's evidence."""
+    return {r["id"]: r.get("distribution") or {r["relation"]: r.get("confidence", 1.0)} for r in read_predictions(path)}
+
+
 def write_jsonl(path: str | Path, records: Iterable[Pair | Prediction | dict]) -> int:
     """Write records atomically (a reader never sees half a file); returns how many were written."""
     lines = [json.dumps(r if isinstance(r, dict) else r.to_json(), ensure_ascii=False) for r in records]

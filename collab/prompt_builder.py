@@ -35,7 +35,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from . import datasets, embed
 from .config import Config
-from .data import DataError, Pair, read_predictions
+from .data import DataError, Pair, read_distributions
 from .prompts import PromptError, PromptTemplate, RenderedPrompt, load_template
 from .retrieval import CANDIDATE_MASS, CANDIDATES, Candidate, Demonstration, Retriever, _same_example, mark_mentions
 from .schema import Schema, load_schema
@@ -256,12 +256,6 @@ def _find_pair(source: datasets.DataSource, schema: Schema, pair_id: str, skip_i
                     f"{shown or '(none)'}")
 
 
-def _guide_distributions(path: str) -> dict[str, dict[str, float]]:
-    """Each prediction's distribution by id (its top label alone where none is stored)."""
-    return {r["id"]: r.get("distribution") or {r["relation"]: r.get("confidence", 1.0)}
-            for r in read_predictions(path)}
-
-
 def _tokenizer_counter(spec: str, config: Config) -> TokenCounter:
     from transformers import AutoTokenizer
 
@@ -278,7 +272,7 @@ def cmd_show_prompt(args: argparse.Namespace, config: Config) -> None:
     source = datasets.resolve(args.data, config.shared)
     schema = load_schema(config.schema)
     pair = _find_pair(source, schema, args.id, config.skip_invalid)
-    predictions = _guide_distributions(args.guide_pred) if args.guide_pred else {}
+    predictions = read_distributions(args.guide_pred) if args.guide_pred else {}
     if args.guide_pred and pair.id not in predictions:
         raise DataError(args.guide_pred, 0, "id", f"no prediction for pair {pair.id!r}")
     slm = predictions.get(pair.id)
