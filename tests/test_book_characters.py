@@ -257,6 +257,32 @@ def test_third_person_book_has_no_narrator(nlp):
     assert not any(m.kind == "narrator" for m in found.mentions)
 
 
+def single_quoted(opening: str, closing: str) -> BookText:
+    """A third-person book whose speech is in single marks, with apostrophes that look like them."""
+    return make_book(
+        ["Mrs. Reed kept Jane in the red room all night.", "Jane was ten years old then."],
+        [f"{opening}I will not stay here,{closing} said Jane.", f"{opening}I don{closing}t care what you say.{closing}"],
+        [f"{opening}I am your aunt,{closing} said Mrs. Reed.", "Jane looked at the maids' door."],
+    )
+
+
+@pytest.mark.parametrize("opening,closing", [("‘", "’"), ("'", "'")])
+def test_a_book_quoting_with_single_marks_has_its_quotations_found(nlp, opening, closing):
+    book = single_quoted(opening, closing)
+    assert characters.quote_style(book.text, characters._paragraphs(book.sentences)) is characters.SINGLE_QUOTES
+    found, by_id = find(book, nlp)
+    # Read with double marks only, the quoted I's made a first-person narrator of a third-person book.
+    assert "narrator" not in by_id
+    jane = by_alias(found, "Jane")
+    assert [(m.character, m.sentence) for m in found.mentions if m.kind == "speaker"] == [(jane.id, 3)]
+
+
+def test_apostrophes_do_not_make_a_double_quoted_book_single_quoted(nlp):
+    book = make_book("'Tis the season, and Jane's aunt was at home.", "\"I will not stay,\" said Jane.",
+                     "\"Nor I,\" said Mrs. Reed.")
+    assert characters.quote_style(book.text, characters._paragraphs(book.sentences)) is characters.DOUBLE_QUOTES
+
+
 def test_speaker_of_a_quotation_is_co_mentioned_with_the_names_inside_it(nlp):
     book = make_book(
         ["Elizabeth Bennet and Jane Bennet were at home.", "Elizabeth Bennet sat with Jane Bennet."],

@@ -96,7 +96,6 @@ THIRD_PERSON = re.compile(r"\b(?:(he|him|his|himself)|(she|her|hers|herself))\b"
 # looked at her").
 SUBJECT_PRONOUN = re.compile(r"\b(?:(he|himself)|(she|herself))\b", re.IGNORECASE)
 WORDS = re.compile(r"[A-Za-z]+")
-VOCATIVE_BEFORE = re.compile(r"[,“\"]\s*$")
 VOCATIVE_AFTER = re.compile(r"\s*[,!?]")
 # "the Sikh", "a Hindoo": names of people rarely follow an article; "at Mansfield", "in Bath", "from Bath": places
 # follow these far more often than people do.
@@ -104,14 +103,48 @@ ARTICLE_BEFORE = re.compile(r"\b(?:the|a|an)\s+$", re.IGNORECASE)
 LOCATIVE_BEFORE = re.compile(r"\b(?:in|at|near|into|towards|through|across|within|round|reach|reached|leave|left|"
                              r"quit|visit|visited)\s+$", re.IGNORECASE)
 DIRECTION_BEFORE = re.compile(r"\b(?:to|from|of)\s+$", re.IGNORECASE)
-QUOTE_MARKS = re.compile(r'[“”"]')
 _SPEECH = (r"said|says|replied|cried|answered|asked|exclaimed|continued|added|returned|observed|rejoined|"
            r"whispered|remarked|repeated|muttered|shouted|began|resumed|interrupted|inquired|enquired|demanded|"
            r"murmured|retorted|pursued|urged|called|screamed|sighed|laughed|explained|declared|protested")
-SPEECH_AFTER_QUOTE = re.compile(rf"[”\"][^\w“”\"]{{0,3}}\s*(?:(?:{_SPEECH})\s+)?$")
-SPEECH_VERB_BEFORE = re.compile(rf"[”\"][^\w“”\"]{{0,3}}\s*(?:{_SPEECH})\s+$")
 SPEECH_VERB_AFTER = re.compile(rf"\s+(?:{_SPEECH})\b")
-SPEECH_VERB_QUOTE = re.compile(rf"\s+(?:{_SPEECH})\b[^“”\"\n]{{0,30}}?[“\"]")
+
+
+@dataclass(frozen=True)
+class QuoteMarks:
+    """How a book marks speech, as patterns: `marks` finds each quotation mark as an `open`, `close` or (a straight
+    double mark, whose direction only its place in the paragraph tells) `either` group; the speech patterns find
+    "...," said Elizabeth / Elizabeth replied, "..." around a name; `vocative_before` a name addressed ("Watson,
+    ...")."""
+    marks: re.Pattern
+    speech_after_quote: re.Pattern
+    speech_verb_before: re.Pattern
+    speech_verb_quote: re.Pattern
+    vocative_before: re.Pattern
+
+
+def _quote_marks(marks: str, close: str, any_mark: str, open_: str, open_char: str) -> QuoteMarks:
+    """One style's patterns, from regexes for its marks (with the groups above), a closing mark, any mark (a
+    character class's contents), an opening mark, and the characters that can open one (for a name right after
+    the mark, where a lookahead past the name's start would see nothing)."""
+    return QuoteMarks(
+        marks=re.compile(marks),
+        speech_after_quote=re.compile(rf"{close}[^\w{any_mark}]{{0,3}}\s*(?:(?:{_SPEECH})\s+)?$"),
+        speech_verb_before=re.compile(rf"{close}[^\w{any_mark}]{{0,3}}\s*(?:{_SPEECH})\s+$"),
+        speech_verb_quote=re.compile(rf"\s+(?:{_SPEECH})\b[^{any_mark}\n]{{0,30}}?{open_}"),
+        vocative_before=re.compile(rf"[,{open_char}]\s*$"))
+
+
+DOUBLE_QUOTES = _quote_marks('(?P<open>“)|(?P<close>”)|(?P<either>")', '[”"]', '“”"', '[“"]', '“"')
+# Many British editions quote with single marks (‘...’ or '...'), which are also the apostrophe ("don't", "the
+# girls' room", "'tis"). A single mark opens a quotation after a space, a line start, a dash or bracket and before a
+# non-space; it closes one after a non-space and before no letter, so "don’t" is neither. A plural possessive
+# ("the girls’ room") still reads as a close, which ends that quotation early.
+_SINGLE_OPEN = r"(?<![^\s“\"(\[—-])[‘'](?=\S)"
+_SINGLE_CLOSE = r"(?<=\S)[’'](?!\w)"
+SINGLE_QUOTES = _quote_marks(rf"(?P<open>{_SINGLE_OPEN})|(?P<close>{_SINGLE_CLOSE})", _SINGLE_CLOSE, "‘’'",
+                             _SINGLE_OPEN, "‘'")
+# A paragraph that opens with a quotation: its first character after any indentation or italics underscore.
+_PARAGRAPH_OPENING = re.compile(r"[ \t_]*(?:(?P<double>[“\"])|(?P<single>[‘'])(?=\w))")
 # Same-length replacements, so offsets into the cleaned text are offsets into the book: line breaks and the
 # underscores of Gutenberg italics split tokens, and "--" dashes glue words together for spaCy's tokenizer.
 _CLEAN = str.maketrans({"\n": " ", "\r": " ", "\t": " ", "_": " "})
@@ -285,7 +318,8 @@ def find_characters(book: BookText, *, min_mentions: int = 2, aliases: dict[str,
         raise BookError(f"{book.path}: no sentences to find characters in")
     clean = book.text.translate(_CLEAN).replace("--", " —")
     paragraphs = _paragraphs(sentences)
-    quotes = _quote_ranges(book.text, paragraphs)
+    marks = quote_style(book.text, paragraphs)
+    quotes = _quote_ranges(book.text, paragraphs, marks)
     spans = _name_spans(clean, sentences, nlp or load_nlp(), user)
     given = {_key(form) for name, forms in user.items() for form in [name, *forms]}
     forms = _forms(clean, spans, sentences, given)
@@ -313,7 +347,7 @@ def find_characters(book: BookText, *, min_mentions: int = 2, aliases: dict[str,
                 mentions.append(CharacterMention(start, end, book.text[start:end], sentences[position].index, cid,
                                                  "title" if form.title else "name"))
     genders = {cid: cluster.gender for cluster, cid in kept}
-    mentions += _speakers(book.text, mentions, sentences, paragraphs, quotes)
+    mentions += _speakers(book.text, mentions, sentences, paragraphs, quotes, marks)
     if resolve_pronouns:
         mentions += _pronouns(book.text, mentions, sentences, quotes, genders)
     perspective, new = _perspective_mentions(book.text, sentences, quotes, kept, used_ids)
@@ -322,7 +356,7 @@ def find_characters(book: BookText, *, min_mentions: int = 2, aliases: dict[str,
     narrator = _narrator_mentions(book.text, sentences, quotes)
     if len(narrator) >= max(min_mentions, 1):
         # The narrator's own name, when found, folds its characters into the narrator.
-        named = _narrator_clusters(book.text, [c for c, _ in kept], quotes)
+        named = _narrator_clusters(book.text, [c for c, _ in kept], quotes, marks)
         folded = {cid for cluster, cid in kept if cluster in named}
         kept = [(cluster, cid) for cluster, cid in kept if cid not in folded]
         mentions = [replace(m, character="narrator") if m.character in folded else m for m in mentions] + narrator
@@ -354,17 +388,23 @@ def _paragraphs(sentences: list[Sentence]) -> list[tuple[int, int, int, int]]:
     return out
 
 
-def _quote_ranges(text: str, paragraphs: list[tuple[int, int, int, int]]) -> list[tuple[int, int]]:
+def quote_style(text: str, paragraphs: list[tuple[int, int, int, int]]) -> QuoteMarks:
+    """Single marks when more paragraphs open with a single mark than with a double one: dialogue mostly opens a
+    paragraph, and the marks inside a quotation are the other kind."""
+    opening = Counter(m.lastgroup for start, *_ in paragraphs if (m := _PARAGRAPH_OPENING.match(text, start)))
+    return SINGLE_QUOTES if opening["single"] > opening["double"] else DOUBLE_QUOTES
+
+
+def _quote_ranges(text: str, paragraphs: list[tuple[int, int, int, int]], marks: QuoteMarks) -> list[tuple[int, int]]:
     """Quoted stretches (marks included). The state restarts at each paragraph: a quotation running over several
     paragraphs reopens each one, and a stray mark cannot flip the rest of the book."""
     ranges: list[tuple[int, int]] = []
     for start, end, _, _ in paragraphs:
         opened = None
-        for m in QUOTE_MARKS.finditer(text, start, end):
-            mark = m.group()
-            if opened is None and mark in "“\"":
+        for m in marks.marks.finditer(text, start, end):
+            if opened is None and m.lastgroup != "close":
                 opened = m.start()
-            elif opened is not None and mark in "”\"":
+            elif opened is not None and m.lastgroup != "open":
                 ranges.append((opened, m.end()))
                 opened = None
         if opened is not None:
@@ -677,7 +717,8 @@ def _aliases(cluster: _Cluster, name: str) -> list[str]:
 
 
 def _speakers(text: str, mentions: list[CharacterMention], sentences: list[Sentence],
-              paragraphs: list[tuple[int, int, int, int]], quotes: list[tuple[int, int]]) -> list[CharacterMention]:
+              paragraphs: list[tuple[int, int, int, int]], quotes: list[tuple[int, int]],
+              marks: QuoteMarks) -> list[CharacterMention]:
     """A "speaker" mention on each quoted sentence of a paragraph whose quotation is attributed to one character
     ("...," said Elizabeth / Elizabeth replied, "..."), so the speaker co-occurs with whoever the quote names."""
     by_sentence: dict[int, list[CharacterMention]] = defaultdict(list)
@@ -691,8 +732,8 @@ def _speakers(text: str, mentions: list[CharacterMention], sentences: list[Sente
                 if _quoted(quotes, m.start):
                     continue
                 before, after = text[max(start, m.start - 40):m.start], text[m.end:min(end, m.end + 40)]
-                if (SPEECH_VERB_BEFORE.search(before) or SPEECH_VERB_QUOTE.match(after)
-                        or (SPEECH_AFTER_QUOTE.search(before) and SPEECH_VERB_AFTER.match(after))):
+                if (marks.speech_verb_before.search(before) or marks.speech_verb_quote.match(after)
+                        or (marks.speech_after_quote.search(before) and SPEECH_VERB_AFTER.match(after))):
                     speakers.add(m.character)
         if len(speakers) != 1:
             continue
@@ -811,7 +852,8 @@ def _narrator_mentions(text: str, sentences: list[Sentence], quotes: list[tuple[
     return found if words and pronouns >= NARRATOR_RATE * words else []
 
 
-def _narrator_clusters(text: str, clusters: list[_Cluster], quotes: list[tuple[int, int]]) -> list[_Cluster]:
+def _narrator_clusters(text: str, clusters: list[_Cluster], quotes: list[tuple[int, int]],
+                       marks: QuoteMarks) -> list[_Cluster]:
     """The narrator's own name, when a simple cue gives it: a first-person narrator calls themself "I", so their
     name turns up almost only inside quotations, mostly as a form of address ("Watson, ..." / "..., Pip!"). The
     character addressed most, well ahead of any other candidate, and the candidates sharing a name word with it
@@ -820,7 +862,7 @@ def _narrator_clusters(text: str, clusters: list[_Cluster], quotes: list[tuple[i
     for cluster in clusters:
         spans = [(start, end) for form in cluster.forms for start, end, _ in form.spans]
         quoted = [(start, end) for start, end in spans if _quoted(quotes, start)]
-        addressed = sum(bool(VOCATIVE_BEFORE.search(text, max(0, start - 3), start) and
+        addressed = sum(bool(marks.vocative_before.search(text, max(0, start - 3), start) and
                              VOCATIVE_AFTER.match(text, end)) for start, end in quoted)
         if len(quoted) >= 0.9 * len(spans) and addressed >= 5:
             scored.append((addressed * len(quoted) / len(spans), cluster))
