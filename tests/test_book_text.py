@@ -267,6 +267,22 @@ def test_sentence_offsets_paragraphs_and_chapters():
         assert chapter.number == s.chapter and chapter.start <= s.start < s.end <= chapter.end
 
 
+def test_a_book_with_one_paragraph_a_line_splits_like_its_hard_wrapped_copy():
+    paragraphs = ["CHAPTER I", "Emma Woodhouse, handsome, clever, and rich, with a comfortable home and happy "
+                  "disposition, seemed to unite some of the best blessings of existence. She had lived nearly "
+                  "twenty-one years in the world with very little to distress or vex her.",
+                  '"Poor Miss Taylor!" said Mr. Woodhouse. "I wish she were here again."',
+                  "CHAPTER II", "Mr. Weston was a native of Highbury, and born of a respectable family, which for "
+                  "the last two or three generations had been rising into gentility and property."]
+    one_a_line = split_book("\n".join(paragraphs) + "\n")
+    wrapped = split_book("\n\n".join(re.sub(r"(.{1,70})(?: |$)", "\\1\n", p).strip() for p in paragraphs))
+    for book in (one_a_line, wrapped):
+        assert [c.title for c in book.chapters] == ["CHAPTER I", "CHAPTER II"]
+    shape = [[(s.chapter, s.paragraph, " ".join(book.sentence_text(s).split())) for s in book.sentences]
+             for book in (one_a_line, wrapped)]
+    assert shape[0] == shape[1] and len({p for _, p, _ in shape[0]}) == 3
+
+
 def test_long_sentences_are_cut_at_semicolons_then_whitespace():
     clause = "she had walked a long way through the wet fields and over the stiles to the village"
     text = "; ".join([clause] * 40) + "."

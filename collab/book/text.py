@@ -2,7 +2,8 @@
 chapters, paragraphs and sentences as character offsets into one normalised string.
 
 Everything here is rule-based and single-pass so that a 1 MB novel splits in a fraction of a second; the rules
-are tuned on 19th-century Gutenberg prose (hard-wrapped lines, `--` dashes, straight or curly quotes).
+are tuned on 19th-century Gutenberg prose (hard-wrapped lines, `--` dashes, straight or curly quotes), and a text
+with one paragraph a line splits as its hard-wrapped copy would.
 """
 from __future__ import annotations
 
@@ -27,6 +28,12 @@ _FOOTER_START = re.compile(
     r"|(?:\A|\n[ \t]*\n)[ \t]*End of (?:the )?Project Gutenberg\b", re.I | re.M)
 _LINE_BREAKS = re.compile(r"(?:[ \t]*\n)*")
 _BLANK_LINES = re.compile(r"[ \t]*\n(?:[ \t]*\n)+")
+_NEWLINES = re.compile(r"[ \t]*\n(?:[ \t]*\n)*")
+# Gutenberg wraps its lines at about 70 characters and leaves a blank line between paragraphs; many other texts
+# (exports of ebooks and word processors, CONAN's stories) put each paragraph on one long line, with or without a
+# blank line between. A book with at least LONG_SHARE of its non-blank lines longer than LONG_LINE characters is of
+# that second kind, and there every line break ends a paragraph.
+_LONG_LINE, _LONG_SHARE = 120, 0.1
 
 _UTF8_BOM = b"\xef\xbb\xbf"
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
@@ -154,7 +161,7 @@ def _decode(data: bytes, path: str) -> str:
 
 @dataclass(slots=True)
 class _Block:
-    """A blank-line separated block, or the heading part of one."""
+    """A paragraph (see `_paragraph_breaks`), or the heading part of one."""
 
     start: int
     end: int
@@ -164,10 +171,17 @@ class _Block:
     subtitled: bool = False
 
 
+def _paragraph_breaks(text: str) -> re.Pattern:
+    """What separates this book's paragraphs: blank lines, or (one paragraph a line) every line break."""
+    lines = [line for line in text.split("\n") if line.strip()]
+    long = sum(len(line) > _LONG_LINE for line in lines)
+    return _NEWLINES if lines and long >= _LONG_SHARE * len(lines) else _BLANK_LINES
+
+
 def _classify(text: str) -> list[_Block]:
     blocks: list[_Block] = []
     position = 0
-    for separator in _BLANK_LINES.finditer(text):
+    for separator in _paragraph_breaks(text).finditer(text):
         _add_block(text, position, separator.start(), blocks)
         position = separator.end()
     _add_block(text, position, len(text), blocks)
