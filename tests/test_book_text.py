@@ -115,12 +115,20 @@ def test_read_book_rejects_binary_files(tmp_path, data):
         read_book(path)
 
 
-def test_read_book_rejects_non_utf8_with_the_byte_offset(tmp_path):
-    path = tmp_path / "latin1.txt"
-    path.write_bytes("Chapter 1\n\nThe café was shut.".encode("latin-1"))
-    with pytest.raises(BookError, match=rf"^{re.escape(str(path))}: not UTF-8 text \(byte 0xe9 at offset 18\)$"):
+@pytest.mark.parametrize("encoding", ["latin-1", "cp1252"])
+def test_read_book_reads_one_byte_encodings(tmp_path, encoding):
+    path = tmp_path / "old.txt"
+    text = "Chapter 1\n\nThe café was shut, said Hélène." + ("\u201cNo.\u201d" if encoding == "cp1252" else "")
+    path.write_bytes(text.encode(encoding))
+    assert read_book(path).text == text
+
+
+def test_read_book_rejects_damaged_utf8_with_the_byte_offset(tmp_path):
+    path = tmp_path / "damaged.txt"
+    path.write_bytes("Chapter 1\n\nThe café was shut.".encode("utf-8") + b" Caf\xe9.")
+    with pytest.raises(BookError, match=rf"^{re.escape(str(path))}: not UTF-8 text \(byte 0xe9 at offset 34\)$"):
         read_book(path)
-    path.write_bytes(b"\xef\xbb\xbfab\xff")  # the offset counts the byte-order mark
+    path.write_bytes(b"\xef\xbb\xbfab\xff")  # a byte-order mark says UTF-8; the offset counts it
     with pytest.raises(BookError, match="at offset 5"):
         read_book(path)
 

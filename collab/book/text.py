@@ -36,6 +36,7 @@ _NEWLINES = re.compile(r"[ \t]*\n(?:[ \t]*\n)*")
 _LONG_LINE, _LONG_SHARE = 120, 0.1
 
 _UTF8_BOM = b"\xef\xbb\xbf"
+_UTF8_MULTIBYTE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 # Bytes that never occur in text (everything below 0x20 but tab, newline, form feed, carriage return; and DEL).
 _TEXT_BYTES = bytes([9, 10, 12, 13, 27]) + bytes(range(32, 127)) + bytes(range(128, 256))
@@ -153,6 +154,14 @@ def _decode(data: bytes, path: str) -> str:
     try:
         return data[bom:].decode("utf-8")
     except UnicodeDecodeError as error:
+        # Older Gutenberg files and Windows editors write one byte a letter (ISO-8859-1, Windows-1252). A file
+        # with no UTF-8 letter of more than one byte is one of those; one with some is damaged UTF-8, and
+        # guessing there would garble every letter that is right.
+        if not bom and not _UTF8_MULTIBYTE.search(data):
+            try:
+                return data.decode("cp1252")
+            except UnicodeDecodeError:  # the five bytes Windows-1252 leaves undefined
+                return data.decode("latin-1")
         offset = bom + error.start
         raise BookError(f"{path}: not UTF-8 text (byte 0x{data[offset]:02x} at offset {offset})") from None
 
