@@ -154,6 +154,12 @@ def test_chapter_heading_styles(heading):
     assert sentences(f"{heading}\n\nIt began here.") == ["It began here."]
 
 
+@pytest.mark.parametrize("heading", ["# Chapter 1", "## CHAPTER IV. The Return", "#### Chapter the First"])
+def test_markdown_headings_are_chapters_titled_without_their_marks(heading):
+    book = split_book(f"Front matter.\n\n{heading}\n\nIt began here.\n\n{heading}\n\nAnd went on.")
+    assert titles(book) == [(0, ""), (1, heading.lstrip("# ")), (2, heading.lstrip("# "))]
+
+
 @pytest.mark.parametrize("line", [
     "Part of the house was dark.", "Book two of the series was dull", "Chapter and verse", "CHAPTER",
     "Chapter 3 of the book was long", "IV is a number", "Volume: loud",

@@ -42,11 +42,13 @@ _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _TEXT_BYTES = bytes([9, 10, 12, 13, 27]) + bytes(range(32, 127)) + bytes(range(128, 256))
 _SNIFF_BYTES = 65536
 
+# A heading may carry Markdown's marks ("## Chapter 1"), as texts exported from notes and ebook tools do.
+_MARKDOWN = r"(?:#{1,6}[ \t]+)?"
 _HEADING = re.compile(
-    r"(?P<key>chapter|chap\.|stave|volume|vol\.|book|part)\s+(?P<num>(?:the\s+)?[^\W_]+(?:-[^\W_]+)?)"
+    _MARKDOWN + r"(?P<key>chapter|chap\.|stave|volume|vol\.|book|part)\s+(?P<num>(?:the\s+)?[^\W_]+(?:-[^\W_]+)?)"
     r"(?:\s*(?:[.:—–]|--)\s*.*)?", re.I)
-_KEY_ONLY = re.compile(r"chapter|stave", re.I)  # "CHAPTER" with its number on the next line
-_BARE_NUMBER = re.compile(r"(?P<num>[IVXLCDM]+|\d{1,3})\.?")
+_KEY_ONLY = re.compile(_MARKDOWN + r"(?:chapter|stave)", re.I)  # "CHAPTER" with its number on the next line
+_BARE_NUMBER = re.compile(_MARKDOWN + r"(?P<num>[IVXLCDM]+|\d{1,3})\.?")
 _ROMAN = re.compile(r"(?=[MDCLXVI])M{0,4}(?:CM|CD|D?C{0,3})(?:XC|XL|L?X{0,3})(?:IX|IV|V?I{0,3})", re.I)
 _ROMAN_VALUES = {"I": 1, "V": 5, "X": 10, "L": 50, "C": 100, "D": 500, "M": 1000}
 _NUMBER_WORDS = frozenset("""
@@ -237,8 +239,8 @@ def _add_block(text: str, start: int, end: int, blocks: list[_Block]) -> None:
         subtitled = bool(subtitle) and _is_subtitle(text, subtitle)
         if subtitled:
             head_end, i = subtitle[-1][1], rest
-        blocks.append(_Block(head_start, head_end, kind, " ".join(text[head_start:head_end].split()), value,
-                             subtitled))
+        blocks.append(_Block(head_start, head_end, kind, " ".join(text[head_start:head_end].split()).lstrip("# "),
+                             value, subtitled))
         if subtitle and not subtitled:
             break
     if i < len(lines):
