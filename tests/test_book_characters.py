@@ -261,7 +261,8 @@ def single_quoted(opening: str, closing: str) -> BookText:
     """A third-person book whose speech is in single marks, with apostrophes that look like them."""
     return make_book(
         ["Mrs. Reed kept Jane in the red room all night.", "Jane was ten years old then."],
-        [f"{opening}I will not stay here,{closing} said Jane.", f"{opening}I don{closing}t care what you say.{closing}"],
+        [f"{opening}I will not stay here,{closing} said Jane.",
+         f"{opening}I don{closing}t care what you say.{closing}"],
         [f"{opening}I am your aunt,{closing} said Mrs. Reed.", "Jane looked at the maids' door."],
     )
 

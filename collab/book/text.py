@@ -31,8 +31,8 @@ _BLANK_LINES = re.compile(r"[ \t]*\n(?:[ \t]*\n)+")
 _NEWLINES = re.compile(r"[ \t]*\n(?:[ \t]*\n)*")
 # Gutenberg wraps its lines at about 70 characters and leaves a blank line between paragraphs; many other texts
 # (exports of ebooks and word processors, CONAN's stories) put each paragraph on one long line, with or without a
-# blank line between. A book with at least LONG_SHARE of its non-blank lines longer than LONG_LINE characters is of
-# that second kind, and there every line break ends a paragraph.
+# blank line between. A book with at least _LONG_SHARE of its non-blank lines longer than _LONG_LINE characters is
+# of that second kind, and there every line break ends a paragraph.
 _LONG_LINE, _LONG_SHARE = 120, 0.1
 
 _UTF8_BOM = b"\xef\xbb\xbf"
