@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from speed import attention_flops, guide_flops, matmul_peak, pair_arguments, pairs_and_scorer, prompt_rests_by_text  # noqa: E402,I001
+from speed import (attention_flops, guide_flops, matmul_peak, pair_arguments, pairs_and_scorer,  # noqa: E402
+                   prompt_rests_by_text)
 
 
 def shard(pairs: list, part: int, parts: int) -> list:
