@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -86,7 +84,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from collab.book.characters import find_characters, load_nlp
-    from collab.book.text import read_book
+    from collab.book.text import read_book, split_book
     from collab.datasets import datasets_root
 
     shared = datasets_root(args.shared)
@@ -94,12 +92,13 @@ def main() -> None:
     names = sorted(p.name for p in root.iterdir() if (p / "novel_text.txt").exists() or p.name in WITHHELD) \
         if args.novels == "all" else args.novels.split(",")
     nlp = load_nlp()
-    work = Path(tempfile.mkdtemp(prefix="collab-characters-"))
     results = []
     for novel in names:
         text_path = shared / "novels" / WITHHELD[novel] if novel in WITHHELD else root / novel / "novel_text.txt"
         gold = json.loads((root / novel / "characters.json").read_text(encoding="utf-8"))
-        book = read_book(single_quoted(text_path, work) if args.single_quotes else text_path)
+        book = read_book(text_path)
+        if args.single_quotes:
+            book = split_book(single_quoted(book.text), book.path, book.stripped)
         started = time.perf_counter()
         characters = find_characters(book, min_mentions=args.min_mentions, nlp=nlp)
         seconds = time.perf_counter() - started
@@ -114,17 +113,13 @@ def main() -> None:
     print(json.dumps({"novels": len(results), "min_mentions": args.min_mentions, "single_quotes": args.single_quotes,
                       "macro": summary, "narrator_right": sum(r["narrator"] == r["first_person_gold"] for r in results),
                       "narrators_found": sum(r["narrator"] for r in results)}))
-    shutil.rmtree(work)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1), encoding="utf-8")
 
 
-def single_quoted(path: Path, work: Path) -> Path:
-    """The novel at `path` with its double quotation marks made single, written under `work`."""
-    text = path.read_text(encoding="utf-8").replace("“", "‘").replace("”", "’").replace('"', "'")
-    out = work / f"{path.parent.name}-{path.name}"
-    out.write_text(text, encoding="utf-8")
-    return out
+def single_quoted(text: str) -> str:
+    """`text` with its double quotation marks made single (one character for one, so offsets stay)."""
+    return text.replace("“", "‘").replace("”", "’").replace('"', "'")
 
 
 if __name__ == "__main__":
