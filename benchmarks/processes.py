@@ -41,7 +41,7 @@ def _worker(args: argparse.Namespace, part: int, start, results) -> None:
     began = time.perf_counter()
     predictions = scorer.predict(pairs, args.batch_size)
     seconds = time.perf_counter() - began
-    results.put((part, seconds, [(p.id, p.relation, p.confidence) for p in predictions]))
+    results.put((seconds, [(p.id, p.relation, p.confidence) for p in predictions]))
 
 
 def main() -> None:
@@ -69,8 +69,8 @@ def main() -> None:
     parts = [results.get() for _ in workers]
     for worker in workers:
         worker.join()
-    split_seconds = max(seconds for _, seconds, _ in parts)
-    split = {pair_id: (relation, confidence) for _, _, answers in parts for pair_id, relation, confidence in answers}
+    split_seconds = max(seconds for seconds, _ in parts)
+    split = {pair_id: (relation, confidence) for _, answers in parts for pair_id, relation, confidence in answers}
 
     print(json.dumps({
         "date": datetime.date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} cores",

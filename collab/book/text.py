@@ -28,7 +28,7 @@ _FOOTER_START = re.compile(
     r"|(?:\A|\n[ \t]*\n)[ \t]*End of (?:the )?Project Gutenberg\b", re.I | re.M)
 _LINE_BREAKS = re.compile(r"(?:[ \t]*\n)*")
 _BLANK_LINES = re.compile(r"[ \t]*\n(?:[ \t]*\n)+")
-_NEWLINES = re.compile(r"[ \t]*\n(?:[ \t]*\n)*")
+_NEWLINES = re.compile(r"(?:[ \t]*\n)+")
 # Gutenberg wraps its lines at about 70 characters and leaves a blank line between paragraphs; many other texts
 # (exports of ebooks and word processors, CONAN's stories) put each paragraph on one long line, with or without a
 # blank line between. A book with at least _LONG_SHARE of its non-blank lines longer than _LONG_LINE characters is
