@@ -234,6 +234,20 @@ def test_table_of_contents_is_not_read_as_chapters():
     assert titles(separate) == [(0, ""), (1, "CHAPTER ONE PLAYING PILGRIMS"), (2, "CHAPTER TWO")]
 
 
+def test_captions_and_footnotes_make_no_sentences_and_a_captioned_heading_is_a_chapter():
+    book = split_book(
+        "[Illustration: _CHAPTER I._]\n\nIt is a truth universally acknowledged.\n\n"
+        "[Illustration: “He came down to see the place”\n\n[_Copyright 1894 by George Allen._]]\n\n"
+        "Mr. Bennet replied that he had not.[Footnote: Or did not, then.] Mrs. Bennet sighed.\n\n"
+        "[Footnote 1: Netherfield is a house\nin Hertfordshire.]\n\n[Illustration]\n\n"
+        "CHAPTER II.\n\nMr. Bennet was among the earliest [of those] who waited.")
+    assert titles(book) == [(1, "CHAPTER I."), (2, "CHAPTER II.")]
+    assert [(book.sentence_text(s), s.paragraph) for s in book.sentences] == [
+        ("It is a truth universally acknowledged.", 0), ("Mr. Bennet replied that he had not.", 1),
+        ("Mrs. Bennet sighed.", 1),                     # a footnote inside a paragraph does not end it
+        ("Mr. Bennet was among the earliest [of those] who waited.", 2)]
+
+
 # --- sentences -----------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("text, expected", [
@@ -317,7 +331,8 @@ def test_split_book_normalises_newlines_and_round_trips_through_json():
 
 
 PIECES = ["Mr.", "Mr", "J.", "word", "Word", "I", ".", "!", "?", "...", "--", ";", ",", '"', "“", "”", "(", ")",
-          " ", "  ", "\n", "\n\n", "\r\n", "CHAPTER I", "VOLUME II", "IV.", "* * *", "\u00e9t\u00e9", "x" * 300]
+          " ", "  ", "\n", "\n\n", "\r\n", "CHAPTER I", "VOLUME II", "IV.", "* * *", "\u00e9t\u00e9", "x" * 300,
+          "[Illustration: ", "[Footnote 1: ", "[", "]"]
 
 
 @settings(max_examples=300, deadline=None)
@@ -330,10 +345,12 @@ def test_split_book_invariants_on_any_text(pieces):
         assert book.chapters[0].start == 0 and book.chapters[-1].end == len(book.text)
         assert all(a.end == b.start for a, b in zip(book.chapters, book.chapters[1:]))
     by_number = {c.number: c for c in book.chapters}
-    end = 0
+    end = paragraph = 0
     for index, s in enumerate(book.sentences):
         sentence = book.text[s.start:s.end]
         assert s.index == index and end <= s.start < s.end and sentence == sentence.strip()
+        assert s.paragraph in (paragraph, paragraph + 1) if index else s.paragraph == 0
+        paragraph = s.paragraph
         assert len(sentence) <= MAX_SENTENCE_CHARS
         assert by_number[s.chapter].start <= s.start and s.end <= by_number[s.chapter].end
         end = s.end

@@ -131,7 +131,7 @@ def _character_settings(run: BookRun) -> dict[str, Any]:
 
 
 PIPELINE = Pipeline([
-    Stage("text", (), 1, _text, lambda r: {"sha256": file_sha256(r.path)},
+    Stage("text", (), 2, _text, lambda r: {"sha256": file_sha256(r.path)},
           BookText.to_json, BookText.from_json),
     Stage("characters", ("text",), 2, _characters, _character_settings,
           Characters.to_json, Characters.from_json),

@@ -7,6 +7,7 @@ with one paragraph a line splits as its hard-wrapped copy would.
 """
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +58,13 @@ _NUMBER_WORDS = frozenset("""
     first second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth thirteenth fourteenth
     fifteenth sixteenth seventeenth eighteenth nineteenth twentieth thirtieth fortieth fiftieth sixtieth
     seventieth eightieth ninetieth hundredth last""".split())
+# Bracketed editorial matter of transcribed editions: picture captions, footnotes, sidenotes, transcriber's notes.
+# A caption repeats a line of the story and a footnote is the editor's, so neither makes sentences; a caption that
+# is a heading ("[Illustration: CHAPTER I.]", from editions that printed headings on plates) is kept as one.
+_NOTE = re.compile(r"\[(?:illustration|footnote|sidenote|transcriber['’]?s? note)\b[:.]?", re.I)
+_BRACKET = re.compile(r"[\[\]]")
+_NOTE_CAPTION_TRIM = " \t\n_:"
+_MAX_NOTE_CHARS = 5000
 _CHAPTER_KEYS = ("chapter", "chap.", "stave")
 _MAX_HEADING_LINE = 80
 _MAX_TITLE_LINE = 60
@@ -109,13 +117,14 @@ def read_book(path: str | Path) -> BookText:
 def split_book(text: str, path: str = "<text>", stripped: dict[str, Any] | None = None) -> BookText:
     """Chapters, paragraphs and sentences of a cleaned book; newlines are normalised first, offsets index that."""
     text = _normalise_newlines(text)
-    blocks = _classify(text)
+    kept = _outside_notes(text)
+    blocks = _classify(text, kept)
     chapter_numbers: dict[int, int] = {}
     chapters: list[Chapter] = []
     heads = [i for i, block in enumerate(blocks) if block.kind == "chapter"]
     starts = [_chapter_start(blocks, i) for i in heads]
     first = starts[0] if starts else len(text)
-    if text[:first].strip():
+    if any(text[start:min(end, first)].strip() for start, end in kept if start < first):
         chapters.append(Chapter(0, "", 0, first))
     elif starts:
         starts[0] = 0  # chapters tile the text, leading blank lines included
@@ -124,15 +133,16 @@ def split_book(text: str, path: str = "<text>", stripped: dict[str, Any] | None 
         chapters.append(Chapter(number, blocks[i].title, start, starts[number] if number < len(starts) else len(text)))
 
     sentences: list[Sentence] = []
-    chapter = paragraph = 0
+    chapter, paragraph = 0, -1
     for i, block in enumerate(blocks):
         if block.kind == "chapter":
             chapter = chapter_numbers[i]
         elif block.kind == "text":
             spans = _sentence_spans(text, block.start, block.end)
+            if spans and not (block.continued and sentences):
+                paragraph += 1
             sentences += [Sentence(index, s, e, chapter, paragraph)
                           for index, (s, e) in enumerate(spans, len(sentences))]
-            paragraph += bool(spans)
     return BookText(path, text, chapters, sentences, dict(stripped or {}))
 
 
@@ -180,6 +190,7 @@ class _Block:
     title: str = ""
     value: int = 0          # a bare numeral's value
     subtitled: bool = False
+    continued: bool = False  # the rest of the previous block's paragraph, after a note inside it
 
 
 def _paragraph_breaks(text: str) -> re.Pattern:
@@ -189,13 +200,23 @@ def _paragraph_breaks(text: str) -> re.Pattern:
     return _NEWLINES if lines and long >= _LONG_SHARE * len(lines) else _BLANK_LINES
 
 
-def _classify(text: str) -> list[_Block]:
+def _classify(text: str, kept: list[tuple[int, int]]) -> list[_Block]:
+    """The blocks of `text` within the `kept` stretches (see `_outside_notes`)."""
     blocks: list[_Block] = []
+    starts = [start for start, _ in kept]
     position = 0
-    for separator in _paragraph_breaks(text).finditer(text):
-        _add_block(text, position, separator.start(), blocks)
-        position = separator.end()
-    _add_block(text, position, len(text), blocks)
+    for separator in [*_paragraph_breaks(text).finditer(text), None]:
+        end = separator.start() if separator else len(text)
+        i = max(bisect.bisect_right(starts, position) - 1, 0)
+        first = len(blocks)
+        while i < len(kept) and kept[i][0] < end:
+            start, stop = max(position, kept[i][0]), min(end, kept[i][1])
+            if start < stop:
+                _add_block(text, start, stop, blocks)
+            i += 1
+        for before, block in zip(blocks[first:], blocks[first + 1:]):
+            block.continued = before.kind == block.kind == "text"
+        position = separator.end() if separator else end
     _keep_numeral_sequence(blocks)
     blocks = _absorb_subtitles(text, blocks)
     _drop_contents_entries(text, blocks)
@@ -209,6 +230,34 @@ def _classify(text: str) -> list[_Block]:
         elif block.kind == "volume" and not (has_chapters or has_numerals):
             block.kind = "chapter"
     return blocks
+
+
+def _outside_notes(text: str) -> list[tuple[int, int]]:
+    """The stretches of `text` outside bracketed notes, with the captions that are headings, in order."""
+    kept: list[tuple[int, int]] = []
+    position = 0
+    for note in _NOTE.finditer(text):
+        if note.start() < position:
+            continue
+        depth = 0
+        # Brackets nest: "[Illustration: ... [_Copyright 1894_]]". An unclosed note is text.
+        for bracket in _BRACKET.finditer(text, note.start(), note.start() + _MAX_NOTE_CHARS):
+            depth += 1 if bracket.group() == "[" else -1
+            if depth == 0:
+                break
+        if depth:
+            continue
+        kept.append((position, note.start()))
+        caption_start, caption_end = note.end(), bracket.start()
+        while caption_start < caption_end and text[caption_start] in _NOTE_CAPTION_TRIM:
+            caption_start += 1
+        while caption_end > caption_start and text[caption_end - 1] in _NOTE_CAPTION_TRIM:
+            caption_end -= 1
+        if caption_end - caption_start <= _MAX_HEADING_LINE and _looks_like_heading(text, caption_start, caption_end):
+            kept.append((caption_start, caption_end))
+        position = bracket.end()
+    kept.append((position, len(text)))
+    return [(start, end) for start, end in kept if start < end]
 
 
 def _add_block(text: str, start: int, end: int, blocks: list[_Block]) -> None:
