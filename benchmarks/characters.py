@@ -2,13 +2,14 @@
 
     .venv/bin/python benchmarks/characters.py                      # a default handful of PDNC novels
     .venv/bin/python benchmarks/characters.py --novels all --json out.json
-    .venv/bin/python benchmarks/characters.py --novels all --single-quotes   # the same books in British quotes
+    .venv/bin/python benchmarks/characters.py --novels all --reprint single-quotes  # the books in British quotes
+    .venv/bin/python benchmarks/characters.py --novels all --reprint accented-names # names as in translations
 
 Gold: PDNC `characters.json` (main_name, aliases, gender, category) for the novel texts in
 `<shared>/datasets/pdnc/novels/<Novel>/novel_text.txt`, or in `<shared>/datasets/novels/` for the four whose
 PDNC text is withheld (the shared folder as `collab.datasets` finds it: --shared, $COLLAB_SHARED, ../shared).
 A predicted character matches the gold character whose aliases its name or aliases hit (its name first, else
-most alias hits; case and full stops ignored).
+most alias hits; case, accents and full stops ignored).
 - recall: major + intermediate gold characters matched by at least one predicted character;
 - precision: predicted characters that are the best match (most mentions) of some gold character of any category,
   so a character split in two counts once right and once wrong; `lenient` counts every matching prediction;
@@ -21,8 +22,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
+import unicodedata
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -34,7 +37,8 @@ WITHHELD = {"Emma": "emma.txt", "NorthangerAbbey": "northanger_abbey.txt",
 
 
 def norm(name: str) -> str:
-    return " ".join(name.replace(".", " ").replace("’", "'").lower().split())
+    unaccented = "".join(c for c in unicodedata.normalize("NFD", name) if not unicodedata.combining(c))
+    return " ".join(unaccented.replace(".", " ").replace("’", "'").lower().split())
 
 
 def score(novel: str, characters, gold: dict) -> dict:
@@ -78,9 +82,10 @@ def main() -> None:
     parser.add_argument("--min-mentions", type=int, default=2)
     parser.add_argument("--json", help="also write the per-novel results here")
     parser.add_argument("--shared", help="the shared data folder")
-    parser.add_argument("--single-quotes", action="store_true",
-                        help="reprint each novel with single quotation marks first, as many British editions are "
-                             "(“ ” and \" become ‘ ’ and ', the marks of apostrophes)")
+    parser.add_argument("--reprint", choices=sorted(REPRINTS),
+                        help="reprint each novel in another style first (in memory, offsets kept): single-quotes "
+                             "(“ ” and \" become ‘ ’ and ', as many British editions print them), accented-names "
+                             "(an accent in every word of the gold characters' names: Bennet becomes Bénnet)")
     args = parser.parse_args()
 
     from collab.book.characters import find_characters, load_nlp
@@ -97,8 +102,8 @@ def main() -> None:
         text_path = shared / "novels" / WITHHELD[novel] if novel in WITHHELD else root / novel / "novel_text.txt"
         gold = json.loads((root / novel / "characters.json").read_text(encoding="utf-8"))
         book = read_book(text_path)
-        if args.single_quotes:
-            book = split_book(single_quoted(book.text), book.path, book.stripped)
+        if args.reprint:
+            book = split_book(REPRINTS[args.reprint](book.text, gold), book.path, book.stripped)
         started = time.perf_counter()
         characters = find_characters(book, min_mentions=args.min_mentions, nlp=nlp)
         seconds = time.perf_counter() - started
@@ -110,16 +115,41 @@ def main() -> None:
               f"/{result['first_person_gold']} {result['words']} words {seconds:.1f}s", flush=True)
     summary = {key: round(sum(r[key] for r in results) / len(results), 3)
                for key in ("precision", "lenient_precision", "recall", "f1", "seconds")}
-    print(json.dumps({"novels": len(results), "min_mentions": args.min_mentions, "single_quotes": args.single_quotes,
+    print(json.dumps({"novels": len(results), "min_mentions": args.min_mentions, "reprint": args.reprint,
                       "macro": summary, "narrator_right": sum(r["narrator"] == r["first_person_gold"] for r in results),
                       "narrators_found": sum(r["narrator"] for r in results)}))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1), encoding="utf-8")
 
 
-def single_quoted(text: str) -> str:
+def single_quoted(text: str, gold: dict) -> str:
     """`text` with its double quotation marks made single (one character for one, so offsets stay)."""
     return text.replace("“", "‘").replace("”", "’").replace('"', "'")
+
+
+def accented_names(text: str, gold: dict) -> str:
+    """`text` with the first vowel after the first letter of each gold name word accented, one character for one
+    ("Elizabeth Bennet" becomes "Elízabeth Bénnet"); titles ("Mrs"), words of two letters and words the book also
+    writes in lower case ("The Cat", "Rabbit") are left."""
+    from collab.book.characters import ABBREVIATIONS, TITLES
+
+    lower = set(re.findall(r"\b[a-z]{3,}\b", text))
+    names = {w for g in gold["characters"] for alias in [g["main_name"], *g["aliases"]]
+             for w in re.findall(r"\b[A-Z][a-z]{2,}\b", alias) if w.lower() not in lower}
+    names -= set(TITLES) | set(ABBREVIATIONS)
+    if not names:
+        return text
+    sharp = str.maketrans("aeiouy", "áéíóúý")
+
+    def accent(word: str) -> str:
+        i = next((i for i, c in enumerate(word) if i and c in "aeiouy"), None)
+        return word if i is None else word[:i] + word[i].translate(sharp) + word[i + 1:]
+
+    pattern = "|".join(map(re.escape, sorted(names, key=len, reverse=True)))
+    return re.sub(rf"\b(?:{pattern})\b", lambda m: accent(m.group()), text)
+
+
+REPRINTS = {"single-quotes": single_quoted, "accented-names": accented_names}
 
 
 if __name__ == "__main__":

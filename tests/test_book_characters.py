@@ -319,6 +319,35 @@ def test_places_and_families_are_not_characters(nlp):
     assert "Meryton" not in names and "Lucases" not in names and "Kitty" in names
 
 
+def test_accented_names_are_found_and_matched_like_unaccented_ones(nlp):
+    # spaCy's small model tags "Ántonia Shimerda" a place; the name tables know "elizabeth", not "élizabeth".
+    book = make_book(
+        "Ántonia Shimerda came to the farm with her brother Ambrosch in the spring.",
+        ["Grandmother said that Ántonia Shimerda was a bright girl.", "Ántonia laughed at that."],
+        "Élizabeth Bénnet met Ántonia at the church door, and Lizzy kissed her.",
+        ["Lizzy was fond of the girl.", "Ántonia told Élizabeth Bénnet about the snow."],
+    )
+    found, _ = find(book, nlp)
+    assert by_alias(found, "Ántonia Shimerda").mentions == 2
+    elizabeth = by_alias(found, "Élizabeth Bénnet")
+    assert "Lizzy" in elizabeth.aliases and elizabeth.gender == "f"
+    assert all(m.text == book.text[m.start:m.end] for m in found.mentions)       # offsets into the accented text
+
+
+def test_names_in_central_european_letters_are_whole_names(nlp):
+    # Letters beyond Latin-1 (š, Č, Ł) once cut "Tomáš" to "Tomá" and left "Łucja" out of "Łucja Nowak".
+    book = make_book(
+        "Tomáš Čapek came to the farm with his sister Łucja Nowak in the spring.",
+        ["Grandmother said that Tomáš Čapek was a bright boy.", "Łucja Nowak laughed at that."],
+        "Mr. Čapek met Łucja at the church door.",
+        ["Łucja was fond of the boy.", "Čapek told her about the snow."],
+    )
+    found, _ = find(book, nlp)
+    assert set(by_alias(found, "Tomáš Čapek").aliases) == {"Mr. Čapek", "Čapek"}
+    assert by_alias(found, "Łucja Nowak").aliases == ["Łucja"]
+    assert {c.name for c in found.characters} == {"Tomáš Čapek", "Łucja Nowak"}
+
+
 def test_pronoun_resolution_is_off_unless_asked(nlp):
     book = make_book(
         ["Mr. Bennet was in the library.", "He was reading."],

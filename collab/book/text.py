@@ -18,6 +18,11 @@ from .records import BookError, BookText, Chapter, Sentence
 # Later stages (NER, relation prompts) need bounded input; semicolon chains in older prose run far past this.
 MAX_SENTENCE_CHARS = 1000
 
+# Upper- and lower-case Latin letters, accented ones included ("Ántonia", "Łucja"), for the patterns that read
+# capitalised names; Python's re has no letter-case classes.
+UPPER = "".join(c for c in map(chr, range(0x250)) if c.isupper())
+LOWER = "".join(c for c in map(chr, range(0x250)) if c.islower() and c not in "ªµº")
+
 # Markers must open their own line; the header ends at the last start marker (old texts have both the
 # `*END*THE SMALL PRINT!` line and a `*** START OF` line), the footer begins at the first end marker.
 _HEADER_END = re.compile(
@@ -79,10 +84,10 @@ _ABBREVIATIONS = frozenset(
     .split())
 # `"Is it?" I asked.` and `"Good!" Holmes cried.`: the quote is one sentence with its speech tag.
 _SPEECH_TAG = re.compile(
-    r"[\"'“‘(_]*(?:I|[A-Z][a-z]+)\s+(?:said|asked|cried|answered|replied|returned|remarked|murmured|whispered|"
-    r"exclaimed|protested|suggested|observed|continued|added|inquired|enquired|ejaculated|shouted|called|repeated|"
-    r"interrupted|rejoined|retorted|demanded|responded|began|resumed|pursued|urged|gasped|sighed|laughed|groaned|"
-    r"faltered|stammered|muttered|declared|insisted|explained|persisted|echoed|screamed|sobbed|thought)\b")
+    rf"[\"'“‘(_]*(?:I|[{UPPER}][{LOWER}]+)\s+(?:said|asked|cried|answered|replied|returned|remarked|murmured|"
+    r"whispered|exclaimed|protested|suggested|observed|continued|added|inquired|enquired|ejaculated|shouted|called|"
+    r"repeated|interrupted|rejoined|retorted|demanded|responded|began|resumed|pursued|urged|gasped|sighed|laughed|"
+    r"groaned|faltered|stammered|muttered|declared|insisted|explained|persisted|echoed|screamed|sobbed|thought)\b")
 _WORD_CHAR = re.compile(r"[^\W_]")
 
 
