@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/characters.py --novels all --json out.json
     .venv/bin/python benchmarks/characters.py --novels all --reprint single-quotes  # the books in British quotes
     .venv/bin/python benchmarks/characters.py --novels all --reprint accented-names # names as in translations
+    .venv/bin/python benchmarks/characters.py --novels all --reprint dash-dialogue  # speech opened by a dash
 
 Gold: PDNC `characters.json` (main_name, aliases, gender, category) for the novel texts in
 `<shared>/datasets/pdnc/novels/<Novel>/novel_text.txt`, or in `<shared>/datasets/novels/` for the four whose
@@ -85,7 +86,9 @@ def main() -> None:
     parser.add_argument("--reprint", choices=sorted(REPRINTS),
                         help="reprint each novel in another style first (in memory, offsets kept): single-quotes "
                              "(“ ” and \" become ‘ ’ and ', as many British editions print them), accented-names "
-                             "(an accent in every word of the gold characters' names: Bennet becomes Bénnet)")
+                             "(an accent in every word of the gold characters' names: Bennet becomes Bénnet), "
+                             "dash-dialogue (a speech opening a paragraph opens with a dash, the other double "
+                             "marks go, as in translations and in Joyce)")
     args = parser.parse_args()
 
     from collab.book.characters import find_characters, load_nlp
@@ -149,7 +152,14 @@ def accented_names(text: str, gold: dict) -> str:
     return re.sub(rf"\b(?:{pattern})\b", lambda m: accent(m.group()), text)
 
 
-REPRINTS = {"single-quotes": single_quoted, "accented-names": accented_names}
+def dash_dialogue(text: str, gold: dict) -> str:
+    """`text` with a double mark that opens a paragraph made an em dash and the other double marks spaces, so
+    speech is marked only where a paragraph opens with it ("—Yes, said she, I will."); offsets stay."""
+    text = re.sub(r"(\A|\n[ \t]*\n)([ \t_]*)[“\"]", r"\1\2—", text)
+    return text.replace("“", " ").replace("”", " ").replace('"', " ")
+
+
+REPRINTS = {"single-quotes": single_quoted, "accented-names": accented_names, "dash-dialogue": dash_dialogue}
 
 
 if __name__ == "__main__":

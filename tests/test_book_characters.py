@@ -278,6 +278,24 @@ def test_a_book_quoting_with_single_marks_has_its_quotations_found(nlp, opening,
     assert [(m.character, m.sentence) for m in found.mentions if m.kind == "speaker"] == [(jane.id, 3)]
 
 
+@pytest.mark.parametrize("dash", ["—", "--", "– "])
+def test_a_book_opening_speech_with_a_dash_has_its_speech_and_speakers_found(nlp, dash):
+    book = make_book(
+        ["Mrs. Reed kept Jane in the red room all night.", "Jane was ten years old then."],
+        [f"{dash}I will not stay here, said Jane.", "I don't care what you say."],
+        [f"{dash}I am your aunt, Mrs. Reed said.", "You will stay."],
+        "Jane looked at the door, and Mrs. Reed went out.",
+    )
+    assert characters.quote_style(book.text, characters._paragraphs(book.sentences)) is characters.DASH_QUOTES
+    found, by_id = find(book, nlp)
+    # Read as narration, the speeches' I's made a first-person narrator of a third-person book.
+    assert "narrator" not in by_id
+    jane, reed = by_alias(found, "Jane"), by_alias(found, "Mrs. Reed")
+    # A speaker on each sentence of a speech that does not name them: the tag names them in the first.
+    assert [(m.character, m.sentence) for m in found.mentions if m.kind == "speaker"] == [(jane.id, 3),
+                                                                                            (reed.id, 5)]
+
+
 def test_apostrophes_do_not_make_a_double_quoted_book_single_quoted(nlp):
     book = make_book("'Tis the season, and Jane's aunt was at home.", "\"I will not stay,\" said Jane.",
                      "\"Nor I,\" said Mrs. Reed.")

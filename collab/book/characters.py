@@ -120,6 +120,7 @@ class QuoteMarks:
     speech_verb_before: re.Pattern
     speech_verb_quote: re.Pattern
     vocative_before: re.Pattern
+    tags_quoted: bool = False     # speech tags lie inside the quoted stretches (dash dialogue)
 
 
 def _quote_marks(marks: str, close: str, any_mark: str, open_: str, open_char: str) -> QuoteMarks:
@@ -143,8 +144,16 @@ _SINGLE_OPEN = r"(?<![^\s“\"(\[—-])[‘'](?=\S)"
 _SINGLE_CLOSE = r"(?<=\S)[’'](?!\w)"
 SINGLE_QUOTES = _quote_marks(rf"(?P<open>{_SINGLE_OPEN})|(?P<close>{_SINGLE_CLOSE})", _SINGLE_CLOSE, "‘’'",
                              _SINGLE_OPEN, "‘'")
+# Translations and some modern novels open each speech with a dash and close it with no mark: "—Good morning, said
+# Stephen. Are you coming?" The speech goes on after its tag unmarked, so a paragraph a dash opens is quoted to its
+# end, tag and all (unread, such a book's dialogue is narration, and its "I" makes a first-person narrator); the
+# tag's own punctuation stands for the closing mark in the speaker patterns.
+_DASH_CLOSE = r"(?:[,.!?…]|[ \t]*[—–―])"
+DASH_QUOTES = replace(_quote_marks(r"(?m)^[ \t_]*(?P<open>[—–―]|--)", _DASH_CLOSE, "—–―", "[—–―]", "—–―"),
+                      tags_quoted=True)
 # A paragraph that opens with a quotation: its first character after any indentation or italics underscore.
-_PARAGRAPH_OPENING = re.compile(r"[ \t_]*(?:(?P<double>[“\"])|(?P<single>[‘'])(?=\w))")
+_PARAGRAPH_OPENING = re.compile(
+    r"[ \t_]*(?:(?P<double>[“\"])|(?P<single>[‘'])(?=\w)|(?P<dash>[—–―]|--)(?=[ \t]*[\w‘'“\"]))")
 # Same-length replacements, so offsets into the cleaned text are offsets into the book: line breaks and the
 # underscores of Gutenberg italics split tokens, and "--" dashes glue words together for spaCy's tokenizer.
 _CLEAN = str.maketrans({"\n": " ", "\r": " ", "\t": " ", "_": " "})
@@ -398,10 +407,11 @@ def _paragraphs(sentences: list[Sentence]) -> list[tuple[int, int, int, int]]:
 
 
 def quote_style(text: str, paragraphs: list[tuple[int, int, int, int]]) -> QuoteMarks:
-    """Single marks when more paragraphs open with a single mark than with a double one: dialogue mostly opens a
-    paragraph, and the marks inside a quotation are the other kind."""
+    """The mark most paragraphs open with (double on a tie): dialogue mostly opens a paragraph, and the marks
+    inside a quotation are the other kind."""
     opening = Counter(m.lastgroup for start, *_ in paragraphs if (m := _PARAGRAPH_OPENING.match(text, start)))
-    return SINGLE_QUOTES if opening["single"] > opening["double"] else DOUBLE_QUOTES
+    style = max(("double", "single", "dash"), key=lambda name: opening[name])
+    return {"double": DOUBLE_QUOTES, "single": SINGLE_QUOTES, "dash": DASH_QUOTES}[style]
 
 
 def _quote_ranges(text: str, paragraphs: list[tuple[int, int, int, int]], marks: QuoteMarks) -> list[tuple[int, int]]:
@@ -742,7 +752,7 @@ def _speakers(text: str, mentions: list[CharacterMention], sentences: list[Sente
         speakers = set()
         for s in sentences[first:last]:
             for m in by_sentence.get(s.index, ()):
-                if _quoted(quotes, m.start):
+                if _quoted(quotes, m.start) and not marks.tags_quoted:
                     continue
                 before, after = text[max(start, m.start - 40):m.start], text[m.end:min(end, m.end + 40)]
                 if (marks.speech_verb_before.search(before) or marks.speech_verb_quote.match(after)
