@@ -352,6 +352,22 @@ def test_accented_names_are_found_and_matched_like_unaccented_ones(nlp):
     assert all(m.text == book.text[m.start:m.end] for m in found.mentions)       # offsets into the accented text
 
 
+def test_a_titled_full_names_given_name_is_found_alone_and_continental_names_carry_a_gender(nlp):
+    # spaCy reads "Thérèse" as an organisation: only "Madame Thérèse Dufresne" (by the title pattern) gave it away.
+    book = make_book(
+        "Madame Thérèse Dufresne lived in the Rue Saint-Honoré with her brother.",
+        ["Agnès brought the letter on a tray, and Thérèse read it aloud.", "Thérèse laughed."],
+        ["Étienne Dufresne came home late, and Étienne was tired.",
+         "Mademoiselle Dufresne, said the servant, was too kind."],
+        "Étienne Dufresne said nothing to Thérèse.",
+    )
+    found, _ = find(book, nlp)
+    assert by_alias(found, "Thérèse").mentions == 3
+    etienne = by_alias(found, "Étienne Dufresne")
+    # "Étienne" is a man's name, so the Mademoiselle of his family is not him.
+    assert etienne.gender == "m" and "Mademoiselle Dufresne" not in etienne.aliases
+
+
 def test_names_in_central_european_letters_are_whole_names(nlp):
     # Letters beyond Latin-1 (š, Č, Ł) once cut "Tomáš" to "Tomá" and left "Łucja" out of "Łucja Nowak".
     book = make_book(

@@ -523,8 +523,13 @@ def _add(forms: dict[str, _Form], clean: str, start: int, end: int, sentences: l
 
 def _propagate(forms: dict[str, _Form], clean: str, sentences: list[Sentence]) -> None:
     """Add the occurrences spaCy missed of the untitled names it found elsewhere (the small model tags a name in
-    one sentence and not in the next). Titled names need no help: the title pattern finds them all."""
-    names = sorted((f.key for f in forms.values() if f.title is None), key=len, reverse=True)
+    one sentence and not in the next). Titled names need no help: the title pattern finds them all; but a titled
+    full name's given name is looked for alone and with the surname ("Thérèse" of "Madame Thérèse Dufresne", which
+    spaCy reads as an organisation), unless it is a Mrs., whose given name is her husband's ("Mrs. John Dashwood")."""
+    names = {f.key for f in forms.values() if f.title is None}
+    names |= {name for f in forms.values() if f.title not in (None, "Mrs") and len(f.names) > 1
+              for name in (" ".join(f.names), f.names[0])}
+    names = sorted(names, key=len, reverse=True)
     if not names:
         return
     taken = sorted((start, end) for f in forms.values() for start, end, _ in f.spans)
