@@ -334,7 +334,8 @@ def _run_books(args: argparse.Namespace, config: Config, audit_path: Path | None
         for source, relation, target, confidence, support in summary["top_relations"]:
             # support counts the sentences whose top answer is the relation; an edge kept because the pair meets
             # often (edges.py, `frequent`) has none, and saying "0 sentences" beside its evidence misleads.
-            said = f"top answer in {support} sentences" if support else "no sentence's top answer: the pair meets often"
+            said = (f"top answer in {support} sentence{'s' if support > 1 else ''}" if support
+                    else "no sentence's top answer: the pair meets often")
             print(f"  {source} --{relation}--> {target}  (confidence {confidence:.2f}, {said})")
         names = [str(Path(p).relative_to(summary["out"])) for p in summary["files"].values()]
         print(f"  files: {summary['out']}/ (" + ", ".join(names) + ", run.json)")
