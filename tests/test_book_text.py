@@ -225,7 +225,7 @@ def test_table_of_contents_is_not_read_as_chapters():
     book = split_book(toc + body)
     assert titles(book) == [(0, ""), (1, "CHAPTER I. The Start"), (2, "CHAPTER II. The End")]
     assert book.chapters[1].start == len(toc)
-    assert [book.sentence_text(s) for s in book.sentences] == ["CONTENTS", "It began.", "It ended."]
+    assert [book.sentence_text(s) for s in book.sentences] == ["It began.", "It ended."]   # contents: front matter
     # One-block contents, and contents whose titles stand on their own lines.
     one_block = split_book("CHAPTER I. The Start\nCHAPTER II. The End\n\n" + body)
     assert titles(one_block) == titles(book)
@@ -246,6 +246,20 @@ def test_captions_and_footnotes_make_no_sentences_and_a_captioned_heading_is_a_c
         ("It is a truth universally acknowledged.", 0), ("Mr. Bennet replied that he had not.", 1),
         ("Mrs. Bennet sighed.", 1),                     # a footnote inside a paragraph does not end it
         ("Mr. Bennet was among the earliest [of those] who waited.", 2)]
+
+
+@pytest.mark.parametrize("heading", ["PREFACE", "INTRODUCTION TO THE SECOND EDITION", "The Author's Preface",
+                                     "ADVERTISEMENT BY THE AUTHORESS", "BIOGRAPHICAL NOTICE OF ELLIS AND ACTON BELL"])
+def test_a_preface_or_introduction_before_the_chapters_makes_no_sentences(heading):
+    book = split_book(f"JANE EYRE\n\nBY CURRER BELL\n\n{heading}\n\nAs Ahab said to Micaiah, so say I.\n\n"
+                      "CHAPTER I\n\nThere was no walk.\n\nCHAPTER II\n\nI resisted.")
+    assert titles(book) == [(0, ""), (1, "CHAPTER I"), (2, "CHAPTER II")]
+    assert [book.sentence_text(s) for s in book.sentences] == ["There was no walk.", "I resisted."]
+    # A prologue is part of the story, and a book of one chapter keeps what comes before it.
+    prologue = split_book("PROLOGUE\n\nAhab was king.\n\nCHAPTER I\n\nThere was no walk.\n\nCHAPTER II\n\nNo.")
+    assert "Ahab was king." in [prologue.sentence_text(s) for s in prologue.sentences]
+    one = split_book(f"{heading}\n\nAhab was king.\n\nCHAPTER I\n\nThere was no walk.")
+    assert "Ahab was king." in [one.sentence_text(s) for s in one.sentences]
 
 
 # --- sentences -----------------------------------------------------------------------------------------------

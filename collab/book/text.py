@@ -70,6 +70,12 @@ _NOTE = re.compile(r"\[(?:illustration|footnote|sidenote|transcriber['’]?s? no
 _BRACKET = re.compile(r"[\[\]]")
 _NOTE_CAPTION_TRIM = " \t\n_:"
 _MAX_NOTE_CHARS = 5000
+# Front matter written about the book rather than in it: a preface or an introduction names the characters beside
+# critics and kings ("Ahab" in Jane Eyre's preface). Before the first of several chapters, a line with such a
+# heading makes all the text up to that chapter front matter, which gets no sentences. A prologue is the story.
+_FRONT_MATTER = re.compile(r"^[ \t#_*]*(?:the\s+)?(?:(?:author|editor|translator|transcriber)['’]?s\s+)?"
+                           r"(?:preface|introduction|foreword|dedication|contents|notes?|advertisement|memoir|"
+                           r"biographical\s+notice)\b[^\n]{0,60}$", re.I | re.M)
 _CHAPTER_KEYS = ("chapter", "chap.", "stave")
 _MAX_HEADING_LINE = 80
 _MAX_TITLE_LINE = 60
@@ -129,6 +135,7 @@ def split_book(text: str, path: str = "<text>", stripped: dict[str, Any] | None 
     heads = [i for i, block in enumerate(blocks) if block.kind == "chapter"]
     starts = [_chapter_start(blocks, i) for i in heads]
     first = starts[0] if starts else len(text)
+    front_matter = first if len(starts) >= 2 and _FRONT_MATTER.search(text, 0, first) else 0
     if any(text[start:min(end, first)].strip() for start, end in kept if start < first):
         chapters.append(Chapter(0, "", 0, first))
     elif starts:
@@ -142,7 +149,7 @@ def split_book(text: str, path: str = "<text>", stripped: dict[str, Any] | None 
     for i, block in enumerate(blocks):
         if block.kind == "chapter":
             chapter = chapter_numbers[i]
-        elif block.kind == "text":
+        elif block.kind == "text" and block.start >= front_matter:
             spans = _sentence_spans(text, block.start, block.end)
             if spans and not (block.continued and sentences):
                 paragraph += 1
