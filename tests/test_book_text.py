@@ -146,7 +146,7 @@ def test_read_book_rejects_empty_books(tmp_path, content):
 @pytest.mark.parametrize("heading", [
     "CHAPTER I", "CHAPTER IV.", "Chapter 1", "Chapter XII. The Return", "CHAPTER THE FIRST", "Chapter One",
     "CHAPTER TWENTY-ONE", "CHAPTER XXXVIII--CONCLUSION", "Chapter 9. The Light upon the Moor [Second Report]",
-    "Chapter I: The Bertolini", "chap. iv", "   CHAPTER 3   ",
+    "Chapter I: The Bertolini", "chap. iv", "   CHAPTER 3   ", "LETTER IV", "Letter 2",
 ])
 def test_chapter_heading_styles(heading):
     book = split_book(f"Front matter.\n\n{heading}\n\nIt began here.\n\n{heading}\n\nAnd went on.")
@@ -201,6 +201,17 @@ def test_bare_roman_numerals_are_chapters_when_the_book_uses_them():
     sections = split_book("CHAPTER 1\n\nI\n\nOne.\n\nII\n\nTwo.\n\nIII\n\nThree.\n\nCHAPTER 2\n\nFour.")
     assert titles(sections) == [(1, "CHAPTER 1"), (2, "CHAPTER 2")]
     assert [sections.sentence_text(s) for s in sections.sentences] == ["One.", "Two.", "Three.", "Four."]
+
+
+def test_numerals_before_a_title_in_capitals_are_chapters_and_numbered_lists_are_text():
+    book = split_book("I. A SCANDAL IN BOHEMIA\n\nTo Holmes she is the woman.\n\nII.—THE RED-HEADED LEAGUE\n\n"
+                      "I had called.\n\nIII: A CASE OF IDENTITY\n\nMy dear fellow.")
+    assert titles(book) == [(1, "I. A SCANDAL IN BOHEMIA"), (2, "II.—THE RED-HEADED LEAGUE"),
+                            (3, "III: A CASE OF IDENTITY")]
+    assert len(book.sentences) == 3
+    listed = split_book("He made a list.\n\n1. Knowledge of Literature.\n\n2. Philosophy.\n\n3. Astronomy.\n\n"
+                        "I went home.")
+    assert titles(listed) == [(0, "")] and "Philosophy." in [listed.sentence_text(s) for s in listed.sentences]
 
 
 def test_heading_subtitles_belong_to_the_heading_not_the_sentences():

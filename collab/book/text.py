@@ -51,10 +51,13 @@ _SNIFF_BYTES = 65536
 # A heading may carry Markdown's marks ("## Chapter 1"), as texts exported from notes and ebook tools do.
 _MARKDOWN = r"(?:#{1,6}[ \t]+)?"
 _HEADING = re.compile(
-    _MARKDOWN + r"(?P<key>chapter|chap\.|stave|volume|vol\.|book|part)\s+(?P<num>(?:the\s+)?[^\W_]+(?:-[^\W_]+)?)"
+    _MARKDOWN + r"(?P<key>chapter|chap\.|stave|letter|volume|vol\.|book|part)\s+(?P<num>(?:the\s+)?[^\W_]+(?:-[^\W_]+)?)"
     r"(?:\s*(?:[.:—–]|--)\s*.*)?", re.I)
 _KEY_ONLY = re.compile(_MARKDOWN + r"(?:chapter|stave)", re.I)  # "CHAPTER" with its number on the next line
-_BARE_NUMBER = re.compile(_MARKDOWN + r"(?P<num>[IVXLCDM]+|\d{1,3})\.?")
+# A numeral alone ("IV.") or before a title in capitals ("IV. THE MEETING", "4.—THE MEETING"): heading lines of
+# books that number their chapters without the word. A title in lower case is more often a numbered list's item.
+_BARE_NUMBER = re.compile(_MARKDOWN + r"(?P<num>[IVXLCDM]+|\d{1,3})"
+                          r"(?:\.?|(?:\.[ \t]*(?:—|–|--)?|[ \t]*(?:—|–|--|:))[ \t]*[\"'“‘(_]*[A-Z][^\na-z]{0,60})")
 _ROMAN = re.compile(r"(?=[MDCLXVI])M{0,4}(?:CM|CD|D?C{0,3})(?:XC|XL|L?X{0,3})(?:IX|IV|V?I{0,3})", re.I)
 _ROMAN_VALUES = {"I": 1, "V": 5, "X": 10, "L": 50, "C": 100, "D": 500, "M": 1000}
 _NUMBER_WORDS = frozenset("""
@@ -76,7 +79,7 @@ _MAX_NOTE_CHARS = 5000
 _FRONT_MATTER = re.compile(r"^[ \t#_*]*(?:the\s+)?(?:(?:author|editor|translator|transcriber)['’]?s\s+)?"
                            r"(?:preface|introduction|foreword|dedication|contents|notes?|advertisement|memoir|"
                            r"biographical\s+notice)\b[^\n]{0,60}$", re.I | re.M)
-_CHAPTER_KEYS = ("chapter", "chap.", "stave")
+_CHAPTER_KEYS = ("chapter", "chap.", "stave", "letter")  # letters are the chapters of epistolary novels
 _MAX_HEADING_LINE = 80
 _MAX_TITLE_LINE = 60
 
