@@ -278,6 +278,15 @@ def test_a_book_quoting_with_single_marks_has_its_quotations_found(nlp, opening,
     assert [(m.character, m.sentence) for m in found.mentions if m.kind == "speaker"] == [(jane.id, 3)]
 
 
+def test_a_book_quoting_with_guillemets_has_its_quotations_found(nlp):
+    book = single_quoted("«", "»")
+    assert characters.quote_style(book.text, characters._paragraphs(book.sentences)) is characters.DOUBLE_QUOTES
+    found, by_id = find(book, nlp)
+    assert "narrator" not in by_id
+    jane = by_alias(found, "Jane")
+    assert [(m.character, m.sentence) for m in found.mentions if m.kind == "speaker"] == [(jane.id, 3)]
+
+
 @pytest.mark.parametrize("dash", ["—", "--", "– "])
 def test_a_book_opening_speech_with_a_dash_has_its_speech_and_speakers_found(nlp, dash):
     book = make_book(

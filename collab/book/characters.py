@@ -135,12 +135,13 @@ def _quote_marks(marks: str, close: str, any_mark: str, open_: str, open_char: s
         vocative_before=re.compile(rf"[,{open_char}]\s*$"))
 
 
-DOUBLE_QUOTES = _quote_marks('(?P<open>“)|(?P<close>”)|(?P<either>")', '[”"]', '“”"', '[“"]', '“"')
+# Guillemets («...», as some translations keep them) are double marks too: no English text uses them otherwise.
+DOUBLE_QUOTES = _quote_marks('(?P<open>[“«])|(?P<close>[”»])|(?P<either>")', '[”»"]', '“”«»"', '[“«"]', '“«"')
 # Many British editions quote with single marks (‘...’ or '...'), which are also the apostrophe ("don't", "the
 # girls' room", "'tis"). A single mark opens a quotation after a space, a line start, a dash or bracket and before a
 # non-space; it closes one after a non-space and before no letter, so "don’t" is neither. A plural possessive
 # ("the girls’ room") still reads as a close, which ends that quotation early.
-_SINGLE_OPEN = r"(?<![^\s“\"(\[—-])[‘'](?=\S)"
+_SINGLE_OPEN = r"(?<![^\s“«\"(\[—-])[‘'](?=\S)"
 _SINGLE_CLOSE = r"(?<=\S)[’'](?!\w)"
 SINGLE_QUOTES = _quote_marks(rf"(?P<open>{_SINGLE_OPEN})|(?P<close>{_SINGLE_CLOSE})", _SINGLE_CLOSE, "‘’'",
                              _SINGLE_OPEN, "‘'")
@@ -153,7 +154,7 @@ DASH_QUOTES = replace(_quote_marks(r"(?m)^[ \t_]*(?P<open>[—–―]|--)", _DAS
                       tags_quoted=True)
 # A paragraph that opens with a quotation: its first character after any indentation or italics underscore.
 _PARAGRAPH_OPENING = re.compile(
-    r"[ \t_]*(?:(?P<double>[“\"])|(?P<single>[‘'])(?=\w)|(?P<dash>[—–―]|--)(?=[ \t]*[\w‘'“\"]))")
+    r"[ \t_]*(?:(?P<double>[“«\"])|(?P<single>[‘'])(?=\w)|(?P<dash>[—–―]|--)(?=[ \t]*[\w‘'“«\"]))")
 # Same-length replacements, so offsets into the cleaned text are offsets into the book: line breaks and the
 # underscores of Gutenberg italics split tokens, and "--" dashes glue words together for spaCy's tokenizer.
 _CLEAN = str.maketrans({"\n": " ", "\r": " ", "\t": " ", "_": " "})
@@ -578,7 +579,7 @@ def _vote_pronouns(text: str, forms: dict[str, _Form], sentences: list[Sentence]
     for form in forms.values():
         for start, end, position in form.spans:
             # Only a name opening its sentence, which is nearly always the subject the next he/she refers to.
-            if _quoted(quotes, start) or text[sentences[position].start:start].strip(" \n\t\"“‘'_(—-"):
+            if _quoted(quotes, start) or text[sentences[position].start:start].strip(" \n\t\"“«‘'_(—-"):
                 continue
             limit = sentences[min(position + 1, len(sentences) - 1)].end
             i = bisect.bisect_right(starts, start)
@@ -797,7 +798,7 @@ def _speech_span(text: str, sentence: Sentence, quotes: list[tuple[int, int]],
     best = None
     for start, end in pieces:
         piece = text[start:end]
-        stripped = piece.strip(" \n\t.,;:!?—-'’‘“”\"")
+        stripped = piece.strip(" \n\t.,;:!?—-'’‘“”«»\"")
         if stripped:
             s = start + piece.index(stripped)
             if best is None or len(stripped) > best[1] - best[0]:

@@ -85,15 +85,15 @@ _MAX_TITLE_LINE = 60
 
 # A sentence end: an ellipsis, a run of . ! ? (or a dash, which only ends a sentence before a closing quote),
 # then closing quotes or brackets, then whitespace. Whether it really ends a sentence is decided in Python.
-_END = re.compile(r"(\.(?:[ \t]?\.){2,}|[.!?…]+|--+|—+)([\"'”’)\]_*]*)\s+")
-_OPENERS = "\"'“‘([_"
-_QUOTES = "\"'”’"
+_END = re.compile(r"(\.(?:[ \t]?\.){2,}|[.!?…]+|--+|—+)([\"'”’»)\]_*]*)\s+")
+_OPENERS = "\"'“‘«([_"
+_QUOTES = "\"'”’»"
 _ABBREVIATIONS = frozenset(
     "mr mrs messrs ms mme mlle dr st col capt gen lt lieut sgt maj rev prof hon gov jr sr mt ft vol viz vs cf ch pp"
     .split())
 # `"Is it?" I asked.` and `"Good!" Holmes cried.`: the quote is one sentence with its speech tag.
 _SPEECH_TAG = re.compile(
-    rf"[\"'“‘(_]*(?:I|[{UPPER}][{LOWER}]+)\s+(?:said|asked|cried|answered|replied|returned|remarked|murmured|"
+    rf"[\"'“‘«(_]*(?:I|[{UPPER}][{LOWER}]+)\s+(?:said|asked|cried|answered|replied|returned|remarked|murmured|"
     r"whispered|exclaimed|protested|suggested|observed|continued|added|inquired|enquired|ejaculated|shouted|called|"
     r"repeated|interrupted|rejoined|retorted|demanded|responded|began|resumed|pursued|urged|gasped|sighed|laughed|"
     r"groaned|faltered|stammered|muttered|declared|insisted|explained|persisted|echoed|screamed|sobbed|thought)\b")
