@@ -10,7 +10,7 @@ Gold: PDNC `characters.json` (main_name, aliases, gender, category) for the nove
 `<shared>/datasets/pdnc/novels/<Novel>/novel_text.txt`, or in `<shared>/datasets/novels/` for the four whose
 PDNC text is withheld (the shared folder as `collab.datasets` finds it: --shared, $COLLAB_SHARED, ../shared).
 A predicted character matches the gold character whose aliases its name or aliases hit (its name first, else
-most alias hits; case, accents and full stops ignored).
+most alias hits; case, accents, full stops and a leading "the" ignored).
 - recall: major + intermediate gold characters matched by at least one predicted character;
 - precision: predicted characters that are the best match (most mentions) of some gold character of any category,
   so a character split in two counts once right and once wrong; `lenient` counts every matching prediction;
@@ -39,7 +39,8 @@ WITHHELD = {"Emma": "emma.txt", "NorthangerAbbey": "northanger_abbey.txt",
 
 def norm(name: str) -> str:
     unaccented = "".join(c for c in unicodedata.normalize("NFD", name) if not unicodedata.combining(c))
-    return " ".join(unaccented.replace(".", " ").replace("’", "'").lower().split())
+    words = unaccented.replace(".", " ").replace("’", "'").lower().split()
+    return " ".join(words[1:] if words[:1] == ["the"] and len(words) > 1 else words)
 
 
 def score(novel: str, characters, gold: dict) -> dict:

@@ -377,6 +377,23 @@ def test_a_titled_full_names_given_name_is_found_alone_and_continental_names_car
     assert etienne.gender == "m" and "Mademoiselle Dufresne" not in etienne.aliases
 
 
+def test_characters_known_only_by_a_role_are_characters_and_places_are_not(nlp):
+    book = make_book(
+        ["Alice sat down beside the Hatter on the Embankment.", "\"Have some wine,\" said the Hatter."],
+        ["Alice looked at the Hatter, and then along the Embankment.", "The Hatter was silent."],
+        ["Then the Hatter spoke to Alice about the Embankment.", "Alice walked down the Embankment alone."],
+        ["She thought of the Hatter and of the Embankment.", "The General Tilney came by."],
+        ["Later the Hatter laughed at the Embankment, and General Tilney frowned at the General.",
+         "\"No,\" said the General.", "Alice saw the General and the General saw her."],
+        "Alice went home, and the General too.",
+    )
+    found, _ = find(book, nlp)
+    assert by_alias(found, "the Hatter").mentions == 7
+    names = {c.name for c in found.characters} | {a for c in found.characters for a in c.aliases}
+    # "the Embankment" never speaks; "the General" of a book with a General Tilney is him, not a role of its own.
+    assert not {"the Embankment", "the General"} & names
+
+
 def test_names_in_central_european_letters_are_whole_names(nlp):
     # Letters beyond Latin-1 (š, Č, Ł) once cut "Tomáš" to "Tomá" and left "Łucja" out of "Łucja Nowak".
     book = make_book(

@@ -340,6 +340,7 @@ def find_characters(book: BookText, *, min_mentions: int = 2, aliases: dict[str,
     marks = quote_style(book.text, paragraphs)
     quotes = _quote_ranges(book.text, paragraphs, marks)
     spans = _name_spans(clean, sentences, nlp or load_nlp(), user)
+    spans = _with_roles(clean, spans)
     given = {_key(form) for name, forms in user.items() for form in [name, *forms]}
     forms = _forms(clean, spans, sentences, given)
     _propagate(forms, clean, sentences)
@@ -470,6 +471,51 @@ def _name_spans(clean: str, sentences: list[Sentence], nlp: Any,
         if (i == 0 or spans[i - 1][1] <= start) and (i == len(spans) or spans[i][0] >= end):
             spans.insert(i, (start, end))
     return spans
+
+
+# Characters known only by a role: "the Hatter", "the Mock Turtle" (Alice), "the General" (The Gambler). A
+# capitalised word after "the" names one when the book capitalises it there nearly always, seldom without it, and
+# lets it speak ("said the Hatter"): "the Embankment" or "the Boulevard" never does.
+ROLE = re.compile(rf"\b([Tt]he) ([{UPPER}][{LOWER}]+(?: [{UPPER}][{LOWER}]+)?)(?![{UPPER}{LOWER}])")
+MIN_ROLE_MENTIONS = 5
+# Verbs only a speaker takes ("the Impromptu began" is music).
+_SAID = (r"said|says|asked|replied|answered|cried|exclaimed|whispered|shouted|muttered|murmured|remarked|inquired|"
+         r"retorted")
+
+
+def _with_roles(clean: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """`spans` with the spans of roles ("the Hatter") added, in place of the name spans inside them. A title is a
+    role only in a book that never puts it before a name: "the General" of Northanger Abbey is General Tilney."""
+    hits: dict[str, list[tuple[int, int, bool]]] = defaultdict(list)
+    for m in ROLE.finditer(clean):
+        hits[m.group(2)].append((m.start(), m.end(), m.group(1) == "the"))
+    titled = {m.group(1).rstrip(".") for m in re.finditer(rf"\b({_TITLE})\.? +[{UPPER}]", clean)}
+    roles: list[tuple[int, int]] = []
+    for role, found in hits.items():
+        words = role.split()
+        mid = sum(lowered for _, _, lowered in found)
+        if (mid < MIN_ROLE_MENTIONS or words[-1] in PLACE_WORDS or words[-1] in NOT_NAMES or words[-1].endswith("s")
+                or role in titled or ABBREVIATIONS.get(role) in titled):
+            continue
+        lower = len(re.findall(rf"\bthe {re.escape(role.lower())}\b", clean))
+        bare = len(re.findall(rf"(?<![Tt]he )(?<=[{LOWER},;] ){re.escape(role)}(?![{UPPER}{LOWER}])", clean))
+        the_role = rf"[Tt]he {re.escape(role)}"
+        spoke = re.search(rf"\b(?:{_SAID})\s+{the_role}\b|\b{the_role}\s+(?:{_SAID})\b", clean)
+        if lower <= 0.25 * mid and bare <= 0.5 * mid and spoke:
+            roles += [(start, end) for start, end, _ in found]
+    if not roles:
+        return spans
+    # A role takes the place of the name spans inside it ("Hatter" tagged alone, which its article would drop).
+    roles.sort()
+    starts = [start for start, _ in roles]
+    inside = [bisect.bisect_right(starts, start) - 1 for start, _ in spans]
+    out = [(start, end) for (start, end), i in zip(spans, inside) if i < 0 or roles[i][1] < end]
+    taken = sorted(out)
+    for start, end in roles:
+        i = bisect.bisect_left(taken, (start, start))
+        if (i == 0 or taken[i - 1][1] <= start) and (i == len(taken) or taken[i][0] >= end):
+            out.append((start, end))
+    return sorted(out)
 
 
 def _chunks(sentences: list[Sentence], limit: int = 4000) -> list[tuple[int, int]]:
