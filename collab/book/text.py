@@ -51,8 +51,8 @@ _SNIFF_BYTES = 65536
 # A heading may carry Markdown's marks ("## Chapter 1"), as texts exported from notes and ebook tools do.
 _MARKDOWN = r"(?:#{1,6}[ \t]+)?"
 _HEADING = re.compile(
-    _MARKDOWN + r"(?P<key>chapter|chap\.|stave|letter|volume|vol\.|book|part)\s+(?P<num>(?:the\s+)?[^\W_]+(?:-[^\W_]+)?)"
-    r"(?:\s*(?:[.:—–]|--)\s*.*)?", re.I)
+    _MARKDOWN + r"(?P<key>chapter|chap\.|stave|letter|volume|vol\.|book|part)\s+"
+    r"(?P<num>(?:the\s+)?[^\W_]+(?:-[^\W_]+)?)(?:\s*(?:[.:—–]|--)\s*.*)?", re.I)
 _KEY_ONLY = re.compile(_MARKDOWN + r"(?:chapter|stave)", re.I)  # "CHAPTER" with its number on the next line
 # A numeral alone ("IV.") or before a title in capitals ("IV. THE MEETING", "4.—THE MEETING"): heading lines of
 # books that number their chapters without the word. A title in lower case is more often a numbered list's item.
