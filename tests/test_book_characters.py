@@ -392,6 +392,10 @@ def test_characters_known_only_by_a_role_are_characters_and_places_are_not(nlp):
     names = {c.name for c in found.characters} | {a for c in found.characters for a in c.aliases}
     # "the Embankment" never speaks; "the General" of a book with a General Tilney is him, not a role of its own.
     assert not {"the Embankment", "the General"} & names
+    doctor = [f"\"Not tonight,\" said the Doctor to Utterson, who thanked the Doctor for the {i} time."
+              for i in range(6)]
+    found, _ = find(make_book("Dr. Jekyll sat with Utterson.", *doctor, "Dr. Jekyll went up."), nlp)
+    assert "the Doctor" not in {c.name for c in found.characters}     # Dr. Jekyll's other name
 
 
 def test_names_in_central_european_letters_are_whole_names(nlp):

@@ -478,6 +478,8 @@ def _name_spans(clean: str, sentences: list[Sentence], nlp: Any,
 # lets it speak ("said the Hatter"): "the Embankment" or "the Boulevard" never does.
 ROLE = re.compile(rf"\b([Tt]he) ([{UPPER}][{LOWER}]+(?: [{UPPER}][{LOWER}]+)?)(?![{UPPER}{LOWER}])")
 MIN_ROLE_MENTIONS = 5
+# A title as "the" goes before it: "Dr. Jekyll" or "Doctor Mandelet" is "the Doctor", "Capt. Wentworth" "the Captain".
+_TITLE_WORDS = {**ABBREVIATIONS, "Dr": "Doctor"}
 # Verbs only a speaker takes ("the Impromptu began" is music).
 _SAID = (r"said|says|asked|replied|answered|cried|exclaimed|whispered|shouted|muttered|murmured|remarked|inquired|"
          r"retorted")
@@ -489,13 +491,14 @@ def _with_roles(clean: str, spans: list[tuple[int, int]]) -> list[tuple[int, int
     hits: dict[str, list[tuple[int, int, bool]]] = defaultdict(list)
     for m in ROLE.finditer(clean):
         hits[m.group(2)].append((m.start(), m.end(), m.group(1) == "the"))
-    titled = {m.group(1).rstrip(".") for m in re.finditer(rf"\b({_TITLE})\.? +[{UPPER}]", clean)}
+    titled = {_TITLE_WORDS.get(m.group(1), m.group(1))
+              for m in re.finditer(rf"\b({_TITLE}|Doctor)\.? +[{UPPER}]", clean)}
     roles: list[tuple[int, int]] = []
     for role, found in hits.items():
         words = role.split()
         mid = sum(lowered for _, _, lowered in found)
         if (mid < MIN_ROLE_MENTIONS or words[-1] in PLACE_WORDS or words[-1] in NOT_NAMES or words[-1].endswith("s")
-                or role in titled or ABBREVIATIONS.get(role) in titled):
+                or role in titled):
             continue
         lower = len(re.findall(rf"\bthe {re.escape(role.lower())}\b", clean))
         bare = len(re.findall(rf"(?<![Tt]he )(?<=[{LOWER},;] ){re.escape(role)}(?![{UPPER}{LOWER}])", clean))
