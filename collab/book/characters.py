@@ -6,8 +6,9 @@ nickname ("Lizzy", from `data/hypocorisms.csv`), a surname or a title + surname 
 compatible character fits, so "Mr. Bennet" and "Mrs. Bennet" (titles of different gender) never merge and an
 ambiguous "Miss Bennet" stays a character of its own. A user alias map overrides all of it.
 
-Steps: spaCy PERSON entities (NER only) and title patterns give name forms; a form found once is looked for
-everywhere, because the small model tags a name in one sentence and misses it in the next; places, families and
+Steps: spaCy PERSON entities (NER only), title patterns and roles that speak ("the Hatter") give name forms; a form
+found once is looked for everywhere, because the small model tags a name in one sentence and misses it in the next
+(a titled full name's given name too); places, families and
 capitalised common words are dropped by their contexts; the forms are clustered; then a first-person narrator and
 the speakers of quotations are added as mentions of their own kinds.
 """
