@@ -8,9 +8,9 @@ ambiguous "Miss Bennet" stays a character of its own. A user alias map overrides
 
 Steps: spaCy PERSON entities (NER only), title patterns and roles that speak ("the Hatter") give name forms; a form
 found once is looked for everywhere, because the small model tags a name in one sentence and misses it in the next
-(a titled full name's given name too); places, families and
-capitalised common words are dropped by their contexts; the forms are clustered; then a first-person narrator and
-the speakers of quotations are added as mentions of their own kinds.
+(a titled full name's given name too); places, families and capitalised common words are dropped by their
+contexts; the forms are clustered; then a first-person narrator and the speakers of quotations are added as
+mentions of their own kinds.
 """
 from __future__ import annotations
 
