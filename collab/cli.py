@@ -331,10 +331,11 @@ def _run_books(args: argparse.Namespace, config: Config, audit_path: Path | None
                   f"{name} {row['seconds']:.0f}s{' cached' if row['cached'] else ''}"
                   for name, row in summary["stages"].items()) + ")")
         print("  top characters: " + ", ".join(f"{name} ({n})" for name, n in summary["top_characters"]))
-        for source, relation, target, confidence, support in summary["top_relations"]:
+        for source, relation, target, confidence, support, basis in summary["top_relations"]:
             # support counts the sentences whose top answer is the relation; an edge kept because the pair meets
             # often (edges.py, `frequent`) has none, and saying "0 sentences" beside its evidence misleads.
-            said = (f"top answer in {support} sentence{'s' if support > 1 else ''}" if support
+            said = ("from the names: one family name" if basis == "names"
+                    else f"top answer in {support} sentence{'s' if support > 1 else ''}" if support
                     else "no sentence's top answer: the pair meets often")
             print(f"  {source} --{relation}--> {target}  (confidence {confidence:.2f}, {said})")
         names = [str(Path(p).relative_to(summary["out"])) for p in summary["files"].values()]
@@ -467,7 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command("books", cmd_books, "books to character relation graphs (with no PATH: the bundled novel)",
                   ["shared", "cache_dir", "schema", "guide", "guide_url", "guide_served_model", "model", "prompt",
                    "four_bit", "batch_size", "threads", "min_mentions", "aliases", "pronouns", "window",
-                   "max_pair_mentions", "edge_threshold", "edge_triggers", "edge_frequent", "exports",
+                   "max_pair_mentions", "edge_threshold", "edge_triggers", "edge_frequent", "family_names", "exports",
                    "chapter_graphs", "backend", "ray_address", "ray_pairs_per_task", *ESCALATION_FLAGS],
                   defaults={"schema": "characters"})
     sub.add_argument("paths", nargs="*", metavar="PATH", help="plain-text books: files, folders or globs")

@@ -78,8 +78,12 @@ def test_books_writes_a_graph_with_typed_edges_evidence_and_a_manifest(book, tmp
     assert any(r == "sibling_of" and {s, t} == {"Elinor Dashwood", "Marianne Dashwood"} for s, r, t in relations)
     assert any(r == "friend_of" and {s, t} == {"Edward Ferrars", "Elinor Dashwood"} for s, r, t in relations)
     text = book.read_text(encoding="utf-8")
+    # The names alone make Mrs. Dashwood the sisters' mother; the fake guide never says so.
+    assert {(by_name[l["source"]], l["relation"], by_name[l["target"]]) for l in data["links"]
+            if l["basis"] == "names"} >= {("Mrs. Dashwood", "parent_of", "Elinor Dashwood"),
+                                          ("Mrs. Dashwood", "parent_of", "Marianne Dashwood")}
     for link in data["links"]:
-        assert link["support"] >= 1 and 0 < link["confidence"] <= 1
+        assert 0 < link["confidence"] <= 1 and (link["support"] >= 1 or link["basis"] == "names")
         for evidence in link["evidence"]:
             assert evidence["chapter"] in (1, 2)
             assert text[evidence["start"]:evidence["end"]] == evidence["text"]
@@ -90,6 +94,7 @@ def test_books_writes_a_graph_with_typed_edges_evidence_and_a_manifest(book, tmp
     assert set(manifest["stages"]) == {"text", "characters", "pairs", "relations", "edges", "graph"}
     printed = capsys.readouterr().out
     assert "top characters" in printed and re.search(r"--sibling_of--> .*top answer in [1-9]\d* sentences?\)", printed)
+    assert re.search(r"mrs-dashwood --parent_of--> .*from the names: one family name\)", printed)
     # Per-chapter graphs: the friendship is only stated in chapter II, the sisters named in both.
     index = json.loads((folder / "chapters" / "index.json").read_text())
     assert [row["chapter"] for row in index] == [1, 2] and manifest["counts"]["chapter_graphs"] == 2

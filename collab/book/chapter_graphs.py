@@ -1,8 +1,8 @@
 """One graph per chapter, for readers who follow how ties form and change through a book.
 
 A chapter's graph is built the way the book's is, from that chapter's share of the evidence only: its
-characters are those named in the chapter (with the chapter's mention counts), its edges are aggregated
-(collab.book.edges, same settings) from the pair mentions whose sentences lie in the chapter. So a relation
+characters are those named in the chapter (with the chapter's mention counts), its edges are made (same
+settings, family ties included) from the pair mentions whose sentences lie in the chapter. So a relation
 the book states once per chapter shows in each of those chapters, and a chapter where two characters only meet
 has no edge between them. Files go to `chapters/<NNN>/` in the book's export formats, with `chapters/index.json`
 listing every chapter's number, title, counts and folder.
@@ -13,21 +13,20 @@ import json
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from ..files import atomic_write_text
-from ..schema import Schema
-from .edges import aggregate_edges
 from .graph import build_graph, write_exports
 from .pairs import PairMention
-from .records import BookText, Characters
+from .records import BookText, Character, Characters, Edge
 
 
 def write_chapter_graphs(text: BookText, characters: Characters, where: list[PairMention],
-                         relations: list[dict[str, Any]], schema: Schema, settings: dict[str, Any],
+                         edges_for: Callable[[list[Character], list[PairMention]], list[Edge]],
                          meta: dict[str, Any], out_dir: Path, formats: Iterable[str]) -> list[dict[str, Any]]:
-    """Write every chapter's graph under `out_dir/chapters/`; `settings` are aggregate_edges' keyword
-    arguments. Returns the index rows (also written to chapters/index.json)."""
+    """Write every chapter's graph under `out_dir/chapters/`; `edges_for(characters, pair sentences)` makes a
+    graph's edges as the book's are made (stages.book_edges). Returns the index rows (also written to
+    chapters/index.json)."""
     formats = list(formats)
     chapter_of_sentence = {s.index: s.chapter for s in text.sentences}
     mentions = Counter((chapter_of_sentence[m.sentence], m.character) for m in characters.mentions)
@@ -40,8 +39,7 @@ def write_chapter_graphs(text: BookText, characters: Characters, where: list[Pai
                  if mentions[chapter.number, c.id]]
         if not named:
             continue
-        edges = aggregate_edges(text, _chapter_meets(by_chapter.get(chapter.number, [])), relations, schema,
-                                **settings)
+        edges = edges_for(named, _chapter_meets(by_chapter.get(chapter.number, [])))
         folder = f"chapters/{chapter.number:03d}"
         graph = build_graph(named, edges, {**meta, "chapter": chapter.number, "chapter_title": chapter.title})
         write_exports(graph, out_dir / folder, formats)

@@ -119,7 +119,12 @@ def aggregate_edges(book: BookText, where: list[PairMention], predictions: Itera
         evidence = [Evidence(book.text[m.start:m.end], m.chapter, m.start, m.end, round(p, 4)) for p, m in top]
         edges.append(Edge(source, target, label, round(confidence, 4), a.support, evidence,
                           {route: a.routes.get(route, 0) for route in ROUTES}, directed))
-    return sorted(edges, key=lambda e: (-e.confidence, e.source, e.target, e.relation))
+    return sorted(edges, key=edge_order)
+
+
+def edge_order(edge: Edge) -> tuple:
+    """Most confident first, then by characters and label, so output files are stable."""
+    return -edge.confidence, edge.source, edge.target, edge.relation
 
 
 def cooccurrence_edges(where: list[PairMention], *, min_support: int = 1) -> list[tuple[str, str, int]]:

@@ -60,7 +60,7 @@ def build_graph(characters: list[Character], edges: list[Edge], meta: dict[str, 
             raise ValueError(f"{where}: duplicate edge (each pair and relation is stored once)")
         graph.add_edge(source, target, key=e.relation, relation=e.relation, confidence=e.confidence,
                        support=e.support, evidence=[asdict(ev) for ev in e.evidence],
-                       routes={r: int(e.routes.get(r, 0)) for r in ROUTES}, directed=e.directed)
+                       routes={r: int(e.routes.get(r, 0)) for r in ROUTES}, directed=e.directed, basis=e.basis)
     return graph
 
 
@@ -138,7 +138,8 @@ def _flat(graph: nx.MultiDiGraph) -> nx.MultiDiGraph:
     for source, target, key, d in graph.edges(keys=True, data=True):
         flat.add_edge(source, target, key=key, relation=d["relation"], label=d["relation"],
                       weight=d["confidence"], confidence=d["confidence"], support=d["support"],
-                      directed=bool(d["directed"]), evidence=json.dumps(d["evidence"], ensure_ascii=False),
+                      directed=bool(d["directed"]), basis=d["basis"],
+                      evidence=json.dumps(d["evidence"], ensure_ascii=False),
                       **{f"route_{r}": int(d["routes"].get(r, 0)) for r in ROUTES})
     return flat
 
@@ -168,11 +169,12 @@ def _csv(graph: nx.MultiDiGraph) -> tuple[str, str]:
     edges = io.StringIO()
     writer = csv.writer(edges, lineterminator="\n")
     writer.writerow(["source", "target", "source_name", "target_name", "relation", "directed", "confidence",
-                     "support", *(f"route_{r}" for r in ROUTES), "evidence"])
+                     "support", *(f"route_{r}" for r in ROUTES), "basis", "evidence"])
     for source, target, d in graph.edges(data=True):
         writer.writerow([source, target, graph.nodes[source]["name"], graph.nodes[target]["name"], d["relation"],
                          int(bool(d["directed"])), d["confidence"], d["support"],
-                         *(d["routes"].get(r, 0) for r in ROUTES), json.dumps(d["evidence"], ensure_ascii=False)])
+                         *(d["routes"].get(r, 0) for r in ROUTES), d["basis"],
+                         json.dumps(d["evidence"], ensure_ascii=False)])
     return nodes.getvalue(), edges.getvalue()
 
 
@@ -318,7 +320,8 @@ def render_html(graph: nx.MultiDiGraph, positions: dict[str, tuple[float, float]
             f'stroke-width="{_width(d["confidence"]):.2f}"{arrow}/></g>')
         edge_items.append({"source": node_index[source], "target": node_index[target], "relation": d["relation"],
                            "rel": rel, "confidence": d["confidence"], "support": d["support"],
-                           "directed": bool(d["directed"]), "routes": d["routes"], "evidence": d["evidence"]})
+                           "directed": bool(d["directed"]), "routes": d["routes"], "basis": d["basis"],
+                           "evidence": d["evidence"]})
     node_svg, node_items = [], []
     for n in nodes:
         d = graph.nodes[n]
@@ -434,9 +437,9 @@ Scroll to zoom, drag to pan.</p></aside>
     panel.replaceChildren();
     panel.appendChild(el("h2", edgeLine(edge)));
     var facts = el("p", null, "muted");
-    facts.textContent = "confidence " + edge.confidence.toFixed(2) + " \\u00b7 support " + edge.support +
-      " \\u00b7 routes: slm " + (edge.routes.slm || 0) + ", llm " + (edge.routes.llm || 0) +
-      ", merged " + (edge.routes.merged || 0);
+    facts.textContent = "confidence " + edge.confidence.toFixed(2) + " \\u00b7 " + (edge.basis === "names"
+      ? "from the names: one family name" : "support " + edge.support + " \\u00b7 routes: slm " +
+        (edge.routes.slm || 0) + ", llm " + (edge.routes.llm || 0) + ", merged " + (edge.routes.merged || 0));
     panel.appendChild(facts);
     var who = el("p");
     who.appendChild(link(data.nodes[edge.source].name, function () { showNode(edge.source); }));

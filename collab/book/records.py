@@ -108,6 +108,7 @@ class Edge:
     evidence: list[Evidence]
     routes: dict[str, int]            # {"slm": n, "llm": n, "merged": n}
     directed: bool = False
+    basis: str = "guide"              # "guide": the sentences' predictions; "names": a shared surname (families.py)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -12,6 +12,7 @@ import re
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,10 @@ from ..data import Pair
 from ..files import PartialJsonl, atomic_write_text
 from ..pipeline import Pipeline, Stage
 from ..schema import Schema
-from .edges import aggregate_edges
+from .edges import aggregate_edges, edge_order
+from .families import family_edges
 from .pairs import PairMention, book_pairs
-from .records import BookText, Characters, Edge
+from .records import BookText, Character, Characters, Edge
 
 BUNDLED_BOOK = Path(__file__).resolve().parent / "data" / "a_study_in_scarlet.txt"  # Gutenberg #244, public domain
 EXPORTS = ("json", "graphml", "gexf", "csv", "html", "png")
@@ -108,11 +110,22 @@ def _relations(run: BookRun, pairs: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _edge_settings(run: BookRun) -> dict[str, Any]:
     return {"threshold": run.config.edge_threshold, "triggers": run.config.edge_triggers,
-            "frequent": run.config.edge_frequent}
+            "frequent": run.config.edge_frequent, "family_names": run.config.family_names}
 
 
-def _edges(run: BookRun, text: BookText, pairs: dict[str, Any], relations: list[dict]) -> list[Edge]:
-    return aggregate_edges(text, pairs["where"], relations, run.schema, **_edge_settings(run))
+def book_edges(run: BookRun, text: BookText, characters: list[Character], where: list[PairMention],
+               relations: list[dict]) -> list[Edge]:
+    """The guide's edges over these pair sentences, then the family ties the characters' surnames state."""
+    edges = aggregate_edges(text, where, relations, run.schema, threshold=run.config.edge_threshold,
+                            triggers=run.config.edge_triggers, frequent=run.config.edge_frequent)
+    if run.config.family_names:
+        edges = sorted(edges + family_edges(text, characters, where, run.schema, edges), key=edge_order)
+    return edges
+
+
+def _edges(run: BookRun, text: BookText, characters: Characters, pairs: dict[str, Any],
+           relations: list[dict]) -> list[Edge]:
+    return book_edges(run, text, characters.characters, pairs["where"], relations)
 
 
 def _dump_pairs(value: dict[str, Any]) -> dict[str, Any]:
@@ -140,7 +153,7 @@ PIPELINE = Pipeline([
           _dump_pairs, _load_pairs),
     Stage("relations", ("pairs",), 1, _relations,
           lambda r: {"scorer": r.scorer_id, "schema": r.schema.fingerprint, "escalation": r.escalation_id}),
-    Stage("edges", ("text", "pairs", "relations"), 2, _edges, _edge_settings,
+    Stage("edges", ("text", "characters", "pairs", "relations"), 3, _edges, _edge_settings,
           lambda edges: [e.to_json() for e in edges], lambda rows: [Edge.from_json(r) for r in rows]),
 ])
 STAGES = [*PIPELINE.names, "graph"]
@@ -181,8 +194,9 @@ def run_book(run: BookRun, *, rerun_from: str | None = None) -> dict[str, Any]:
     if run.config.chapter_graphs:
         from .chapter_graphs import write_chapter_graphs
 
-        chapters = write_chapter_graphs(text, characters, outputs["pairs"]["where"], outputs["relations"],
-                                        run.schema, _edge_settings(run), meta, run.out, formats)
+        chapters = write_chapter_graphs(text, characters, outputs["pairs"]["where"],
+                                        partial(book_edges, run, text, relations=outputs["relations"]),
+                                        meta, run.out, formats)
         files["chapters"] = run.out / "chapters" / "index.json"
     report["graph"] = {"cached": False, "seconds": round(time.perf_counter() - graph_start, 2)}
     routes = {route: sum(e.routes.get(route, 0) for e in edges) for route in ("slm", "llm", "merged")}
@@ -197,7 +211,7 @@ def run_book(run: BookRun, *, rerun_from: str | None = None) -> dict[str, Any]:
         "seconds": round(time.perf_counter() - started, 2),
         "files": {name: str(path) for name, path in files.items()},
         "top_characters": [[c.name, c.mentions] for c in sorted(characters.characters, key=lambda c: -c.mentions)[:10]],
-        "top_relations": [[e.source, e.relation, e.target, e.confidence, e.support] for e in edges[:10]],
+        "top_relations": [[e.source, e.relation, e.target, e.confidence, e.support, e.basis] for e in edges[:10]],
     }
     manifest = {**summary, "versions": _versions(), "config": json.loads(json.dumps(asdict(run.config), default=str)),
                 "models": {"relation_scorer": run.scorer_id}, "argv": sys.argv}
