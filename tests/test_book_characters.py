@@ -422,3 +422,21 @@ def test_pronoun_resolution_is_off_unless_asked(nlp):
     found, _ = find(book, nlp, resolve_pronouns=True, min_mentions=1)
     pronouns = {(m.text, m.character) for m in found.mentions if m.kind == "pronoun"}
     assert pronouns == {("He", "mr-bennet"), ("She", "mrs-bennet")}
+
+
+def test_a_people_named_in_the_plural_is_not_a_character(nlp):
+    book = make_book(
+        "“We are the Mormons,” answered his companions, and John Ferrier looked at them.",
+        "The two young Mormons stared at John Ferrier in amazement.",
+        "“On, on to Zion!” cried the crowd of Mormons, and John Ferrier followed the Mormons.",
+        "The young Mormons were not long in following John Ferrier.",
+    )
+    found, _ = find(book, nlp)
+    names = {c.name for c in found.characters} | {a for c in found.characters for a in c.aliases}
+    assert "John Ferrier" in names and "Mormons" not in names
+    # Nor is one of that people, called by it: "the Mormon" is whichever Mormon the scene has.
+    book = make_book(*book.text.split("\n\n"), *[f"“Be quick,” said the Mormon to John Ferrier, and the Mormon {verb}."
+                                                 for verb in ("left", "waited", "rode off", "frowned", "sat down")])
+    found, _ = find(book, nlp)
+    names = {c.name for c in found.characters} | {a for c in found.characters for a in c.aliases}
+    assert "John Ferrier" in names and not {"the Mormon", "The Mormon", "Mormon"} & names
