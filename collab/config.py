@@ -57,7 +57,8 @@ class Config:
     edge_frequent: float = _opt(0.01, "books: a pair named together in at least this share of the book's pair "
                                      "sentences keeps its most confident relation even under edge_threshold (0: off)")
     family_names: bool = _opt(True, "books: two characters of one surname named together are kin: a family edge "
-                                    "typed by their titles (Mr. and Mrs. X: spouses; Mrs. X and Jane X: parent)")
+                                    "typed by their titles (Mr. and Mrs. X: spouses; Mrs. X and Jane X: parent); "
+                                    "of different surnames, they are no parent and child or siblings")
     exports: str = _opt("json,graphml,gexf,csv,html,png", "books: comma-separated export formats")
     chapter_graphs: bool = _opt(False, "books: also one graph per chapter, from that chapter's sentences only "
                                        "(chapters/NNN/, listed in chapters/index.json)")

@@ -96,3 +96,30 @@ def test_edges_carry_their_basis_and_the_sentences_that_word_the_tie_first():
     assert [e.text for e in edge.evidence] == ["Mrs. Weston, his wife, smiled at Mr. Weston.",
                                                "Mr. Weston bowed to Mrs. Weston."]
     assert family_edges(book, characters, where, load_schema("semeval"), []) == []   # no family labels there
+
+
+def test_different_surnames_rule_out_parent_and_sibling_unless_a_wife_married_in():
+    from collab.book.families import unlikely_kin
+
+    ruled_out = unlikely_kin(people("Emma Woodhouse", "Harriet Smith", "Mrs. Weston", "Frank Churchill", "Elinor"))
+    assert ruled_out("parent_of", "emma-woodhouse", "harriet-smith")
+    assert ruled_out("sibling_of", "harriet-smith", "emma-woodhouse")
+    assert not ruled_out("friend_of", "emma-woodhouse", "harriet-smith")
+    assert not ruled_out("relative_of", "emma-woodhouse", "harriet-smith")        # cousins, aunts, in-laws
+    assert not ruled_out("parent_of", "mrs-weston", "frank-churchill")            # a stepmother
+    assert not ruled_out("sibling_of", "elinor", "emma-woodhouse")                # no surname known
+
+
+def test_a_ruled_out_key_gives_way_to_the_pairs_next_best():
+    from collab.book.edges import aggregate_edges
+
+    characters = people("Emma Woodhouse", "Harriet Smith")
+    book, where = meet(characters, *[("Emma Woodhouse met Harriet Smith and her father.", "Emma Woodhouse",
+                                      "Harriet Smith")] * 3)
+    predictions = [{"id": m.id, "relation": "parent_of", "confidence": 0.6,
+                    "distribution": {"parent_of": 0.6, "friend_of": 0.3, "no_relation": 0.1}} for m in where]
+    plain = aggregate_edges(book, where, predictions, SCHEMA, threshold=0.25, frequent=0.5)
+    assert [(e.source, e.relation, e.target) for e in plain] == [("emma-woodhouse", "parent_of", "harriet-smith")]
+    vetoed = aggregate_edges(book, where, predictions, SCHEMA, threshold=0.25, frequent=0.5,
+                             ruled_out=lambda label, source, target: label == "parent_of")
+    assert [(e.source, e.relation, e.target) for e in vetoed] == [("emma-woodhouse", "friend_of", "harriet-smith")]

@@ -30,7 +30,7 @@ from __future__ import annotations
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from ..schema import Schema
 from .pairs import PairMention
@@ -66,8 +66,9 @@ def trigger_patterns(schema: Schema) -> dict[str, re.Pattern]:
 
 def aggregate_edges(book: BookText, where: list[PairMention], predictions: Iterable[dict[str, Any]],
                     schema: Schema, *, threshold: float = 0.3, triggers: bool = False, frequent: float = 0.0,
-                    evidence_per_edge: int = 3) -> list[Edge]:
-    """Edges from the prediction records (one per PairMention, matched by id)."""
+                    evidence_per_edge: int = 3, ruled_out: Callable[[str, str, str], bool] | None = None) -> list[Edge]:
+    """Edges from the prediction records (one per PairMention, matched by id). A (label, source, target) key
+    that `ruled_out` rejects never becomes an edge, and a pair's other keys compete without it."""
     by_id = {p["id"]: p for p in predictions}
     patterns = trigger_patterns(schema) if triggers else {}
 
@@ -98,6 +99,8 @@ def aggregate_edges(book: BookText, where: list[PairMention], predictions: Itera
         top.evidence.append((pred["confidence"], mention))
     scored = []
     for key, a in acc.items():
+        if ruled_out is not None and ruled_out(*key[:3]):
+            continue
         mentions = pair_mentions[_pair(*key[1:3])]
         top_probabilities = sorted((p for p, _ in a.considered), reverse=True)[:TOP_K]
         scored.append((sum(top_probabilities) / min(TOP_K, mentions), key, a))

@@ -14,6 +14,10 @@ together in some sentence gets a family edge, its tie read from their titles:
   young man is often "Mr. Martin" too, so only the form the book uses most (the character's name) counts;
 - two given names are siblings; two elders of one sex are relatives.
 
+The other way round, two characters who go by different surnames are not parent and child, nor siblings, unless
+one is a Mrs. or Lady who may have married out of the family (`unlikely_kin`, which the edges stage gives
+aggregate_edges): the guide reads "her father" in a sentence about someone else's father as such a tie.
+
 The book's own words were tried as a tie-breaker (the family label whose trigger words stand in most of the
 pair's sentences) and typed worse on the Massey dev novels: "her father" in a sentence naming two sisters is
 someone else's father. Two forms of one given name ("Lizzy" and "Elizabeth Bennet", left apart by the
@@ -22,7 +26,7 @@ characters stage) are one person and get no edge. A pair the guide already gave 
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Iterable
+from typing import Callable, Iterable
 
 from ..schema import Schema
 from .characters import FORMAL, RANKS, TITLES, _parse, _plain, given_names, nicknames
@@ -87,6 +91,20 @@ def _by_titles(a: Character, b: Character) -> tuple[str, Character, Character]:
     if elder_a != elder_b:
         return ("parent_of", a, b) if elder_a else ("parent_of", b, a)
     return ("sibling_of", a, b) if not elder_a else ("relative_of", a, b)
+
+
+def unlikely_kin(characters: Iterable[Character]) -> Callable[[str, str, str], bool]:
+    """Whether the names rule out a guide's parent_of or sibling_of key: both characters go by a surname and the
+    surnames differ, and neither is a Mrs. or Lady, who may have married out of her family ("Mrs. Weston",
+    Frank Churchill's stepmother)."""
+    by_id = {c.id: c for c in characters}
+    surnames = {c.id: _surnames(c) for c in by_id.values()}
+    married = {c.id for c in by_id.values() if {title for title, _ in _forms(c)} & WIVES}
+
+    def ruled_out(label: str, source: str, target: str) -> bool:
+        return (label in ("parent_of", "sibling_of") and bool(surnames.get(source)) and bool(surnames.get(target))
+                and not surnames[source] & surnames[target] and not {source, target} & married)
+    return ruled_out
 
 
 def family_edges(book: BookText, characters: Iterable[Character], where: list[PairMention], schema: Schema,

@@ -24,7 +24,7 @@ from ..files import PartialJsonl, atomic_write_text
 from ..pipeline import Pipeline, Stage
 from ..schema import Schema
 from .edges import aggregate_edges, edge_order
-from .families import family_edges
+from .families import family_edges, unlikely_kin
 from .pairs import PairMention, book_pairs
 from .records import BookText, Character, Characters, Edge
 
@@ -117,7 +117,8 @@ def book_edges(run: BookRun, text: BookText, characters: list[Character], where:
                relations: list[dict]) -> list[Edge]:
     """The guide's edges over these pair sentences, then the family ties the characters' surnames state."""
     edges = aggregate_edges(text, where, relations, run.schema, threshold=run.config.edge_threshold,
-                            triggers=run.config.edge_triggers, frequent=run.config.edge_frequent)
+                            triggers=run.config.edge_triggers, frequent=run.config.edge_frequent,
+                            ruled_out=unlikely_kin(characters) if run.config.family_names else None)
     if run.config.family_names:
         edges = sorted(edges + family_edges(text, characters, where, run.schema, edges), key=edge_order)
     return edges
@@ -153,7 +154,7 @@ PIPELINE = Pipeline([
           _dump_pairs, _load_pairs),
     Stage("relations", ("pairs",), 1, _relations,
           lambda r: {"scorer": r.scorer_id, "schema": r.schema.fingerprint, "escalation": r.escalation_id}),
-    Stage("edges", ("text", "characters", "pairs", "relations"), 3, _edges, _edge_settings,
+    Stage("edges", ("text", "characters", "pairs", "relations"), 4, _edges, _edge_settings,
           lambda edges: [e.to_json() for e in edges], lambda rows: [Edge.from_json(r) for r in rows]),
 ])
 STAGES = [*PIPELINE.names, "graph"]
