@@ -123,3 +123,15 @@ def test_a_ruled_out_key_gives_way_to_the_pairs_next_best():
     vetoed = aggregate_edges(book, where, predictions, SCHEMA, threshold=0.25, frequent=0.5,
                              ruled_out=lambda label, source, target: label == "parent_of")
     assert [(e.source, e.relation, e.target) for e in vetoed] == [("emma-woodhouse", "friend_of", "harriet-smith")]
+
+
+def test_a_russian_womans_surname_is_her_familys():
+    from collab.book.families import unlikely_kin
+
+    characters = people("Natasha Rostova", "Nikolai Rostov", "Anna Karenina", "Alexei Karenin", "Pierre Bezukhov")
+    ruled_out = unlikely_kin(characters)
+    assert not ruled_out("sibling_of", "natasha-rostova", "nikolai-rostov")
+    assert ruled_out("sibling_of", "natasha-rostova", "pierre-bezukhov")
+    # Kin, at least: two given names cannot tell a wife from a sister.
+    assert {(s, t) for s, _, t in ties(characters, ("Anna Karenina looked at Alexei Karenin.", "Anna Karenina",
+                                                     "Alexei Karenin"))} == {("alexei-karenin", "anna-karenina")}
