@@ -47,6 +47,9 @@ def ties(characters: list[Character], *sentences: tuple[str, str, str], guide: l
     (("Captain Tilney", "Eleanor Tilney"), ("captain-tilney", "sibling_of", "eleanor-tilney")),  # a son's rank
     (("Catherine Morland", "James Morland"), ("catherine-morland", "sibling_of", "james-morland")),
     (("Aunt March", "Jo March"), ("aunt-march", "relative_of", "jo-march")),
+    (("Sir Walter Elliot", "Anne Elliot"), ("sir-walter-elliot", "parent_of", "anne-elliot")),
+    (("Lady Elliot", "Mr Elliot"), ("lady-elliot", "relative_of", "mr-elliot")),        # a Lady's husband is a Sir
+    (("Sir Walter Elliot", "Mr Elliot"), ("mr-elliot", "relative_of", "sir-walter-elliot")),
 ])
 def test_the_titles_say_which_tie(names, expected):
     characters = people(*names)

@@ -7,11 +7,13 @@ together in some sentence gets a family edge, its tie read from their titles:
 
 - an Aunt or Uncle is a relative;
 - "Mrs. John Dashwood" is the wife of "John Dashwood";
-- a Mr., Sir, Lord or officer known by the surname alone (or a Sir or Lord with a given name) and a Mrs. or
-  Lady known by it alone are husband and wife ("Sir William Lucas" and "Lady Lucas");
-- a Mr., Mrs., Squire, General or Colonel known by the surname alone is the parent of a relative with a given
-  name ("Mrs. Thorpe", "Isabella Thorpe"), since the book calls them by what their children call them; a
-  young man is often "Mr. Martin" too, so only the form the book uses most (the character's name) counts;
+- a Mrs. known by the surname alone and a Mr. or officer known by it alone are husband and wife, and so are a
+  Lady and a Sir or Lord ("Lady Lucas" and "Sir William Lucas"; Lady Elliot's husband is Sir Walter, not the
+  Mr. Elliot of the same book);
+- a Mr., Mrs., Lady, Squire, General or Colonel known by the surname alone, or a Sir, is the parent of a
+  relative with a given name ("Mrs. Thorpe", "Isabella Thorpe"), since the book calls them by what their
+  children call them; a young man is often "Mr. Martin" too, so only the form the book uses most (the
+  character's name) counts;
 - two given names are siblings; two elders of one sex are relatives.
 
 The other way round, two characters who go by different surnames are not parent and child, nor siblings, unless
@@ -36,11 +38,14 @@ from .pairs import PairMention
 from .records import BookText, Character, Edge, Evidence
 
 FAMILY = ("parent_of", "sibling_of", "spouse_of", "relative_of")
-HUSBANDS = frozenset({"Mr", "Sir", "Lord", "Monsieur"})
-WIVES = frozenset({"Mrs", "Lady", "Madame", "Dame"})
+# A wife's title and her husband's: Sir Walter Elliot's wife is Lady Elliot, Mr. Elliot's Mrs. Elliot.
+HUSBANDS = {"Mrs": frozenset({"Mr", *RANKS}), "Madame": frozenset({"Monsieur", "Mr"}),
+            "Lady": frozenset({"Sir", "Lord"}), "Dame": frozenset({"Sir"})}
+WIVES = frozenset(HUSBANDS)
 # Titles a family's father or mother goes by without a given name; a junior officer's rank is not one of them,
-# since "Captain Tilney" is the General's son.
-ELDERS = HUSBANDS | WIVES | {"Squire", "General", "Colonel"}
+# since "Captain Tilney" is the General's son. A Sir is the head of his family with his given name too ("Sir
+# Walter Elliot"); a Lord with one is a younger son ("Lord Henry Wotton").
+ELDERS = WIVES | {"Mr", "Sir", "Lord", "Monsieur", "Squire", "General", "Colonel"}
 KIN_TITLES = frozenset({"Aunt", "Uncle"})
 # Russian and Polish women bear the feminine form of the family name in translations too: Natasha Rostova is
 # Nikolai Rostov's sister, Anna Karenina Karenin's wife.
@@ -88,11 +93,11 @@ def _by_titles(a: Character, b: Character) -> tuple[str, Character, Character]:
         if wife_title == "Mrs" and len(wife_names) > 1 and any(n == wife_names for _, n in _forms(other)):
             return "spouse_of", a, b
     bare_a, bare_b = len(na) == 1, len(nb) == 1
-    for (title, bare), (other, other_bare) in (((ta, bare_a), (tb, bare_b)), ((tb, bare_b), (ta, bare_a))):
-        if (title in HUSBANDS | RANKS and bare or title in FORMAL and title in HUSBANDS) \
-                and other in WIVES and other_bare:
+    for (wife, wife_bare), (husband, husband_bare) in (((ta, bare_a), (tb, bare_b)), ((tb, bare_b), (ta, bare_a))):
+        if wife in HUSBANDS and wife_bare and husband in HUSBANDS[wife] and (husband_bare or husband in FORMAL):
             return "spouse_of", a, b
-    elder_a, elder_b = ta in ELDERS and bare_a, tb in ELDERS and bare_b
+    elder_a = ta in ELDERS and bare_a or ta == "Sir"
+    elder_b = tb in ELDERS and bare_b or tb == "Sir"
     if elder_a != elder_b:
         return ("parent_of", a, b) if elder_a else ("parent_of", b, a)
     return ("sibling_of", a, b) if not elder_a else ("relative_of", a, b)
