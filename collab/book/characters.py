@@ -227,7 +227,8 @@ def _check_aliases(data: Any, source: str) -> dict[str, list[str]]:
     return {name: list(forms) for name, forms in data.items()}
 
 
-def _parse(surface: str) -> tuple[str | None, tuple[str, ...]]:
+def parse_name(surface: str) -> tuple[str | None, tuple[str, ...]]:
+    """(canonical title or None, the name's words): "Mr. Bennet" -> ("Mr", ("Bennet",))."""
     words = surface.replace("’", "'").split()
     head = words[0].rstrip(".")
     if len(words) > 1 and (head in TITLES or head in ABBREVIATIONS):
@@ -236,11 +237,11 @@ def _parse(surface: str) -> tuple[str | None, tuple[str, ...]]:
 
 
 def _key(surface: str) -> str:
-    title, names = _parse(surface)
+    title, names = parse_name(surface)
     return " ".join(([title] if title else []) + list(names))
 
 
-def _plain(name: str) -> str:
+def plain_name(name: str) -> str:
     """A name as the name tables and other forms are compared with it: lower case, unaccented ("zoë" is "zoe")."""
     return name.translate(_UNACCENT).lower()
 
@@ -271,7 +272,7 @@ class _Form:
 
     @property
     def gender(self) -> str | None:
-        return self.title_gender or given_names().get(_plain(self.names[0])) or _confident(self.votes)
+        return self.title_gender or given_names().get(plain_name(self.names[0])) or _confident(self.votes)
 
 
 @dataclass(eq=False)
@@ -295,7 +296,7 @@ class _Cluster:
         if titled:
             return titled.most_common(1)[0][0]
         votes = sum((f.votes for f in self.forms), Counter())
-        return given_names().get(_plain(self.names[0])) or _confident(votes)
+        return given_names().get(plain_name(self.names[0])) or _confident(votes)
 
     @property
     def titles(self) -> set[str]:
@@ -570,7 +571,7 @@ def _add(forms: dict[str, _Form], clean: str, start: int, end: int, sentences: l
         if start >= end or end > sentences[position].end:
             return
     surface = " ".join(clean[start:end].split())
-    title, names = _parse(surface)
+    title, names = parse_name(surface)
     key = _key(surface)
     if key not in given and title is None and len(names) == 1 and (names[0] in NOT_NAMES or names[0] in TITLES):
         return
@@ -657,7 +658,7 @@ def _cluster(forms: list[_Form], user: dict[str, list[str]]) -> list[_Cluster]:
     clusters: list[_Cluster] = []
     owner: dict[str, _Cluster] = {}
     for name, aliases in user.items():
-        title, names = _parse(name)
+        title, names = parse_name(name)
         cluster = _Cluster(names, title, [], user=name, given=list(aliases))
         clusters.append(cluster)
         for form in [name, *aliases]:
@@ -675,7 +676,7 @@ def _cluster(forms: list[_Form], user: dict[str, list[str]]) -> list[_Cluster]:
     groups: dict[tuple[str, ...], list[_Form]] = defaultdict(list)
     for form in by_count:
         if len(form.names) > 1:
-            groups[tuple(_plain(n) for n in form.names)].append(form)
+            groups[tuple(plain_name(n) for n in form.names)].append(form)
     seeds: list[list[_Form]] = []
     for group in groups.values():
         # "Mr. John Dashwood" and "Mrs. John Dashwood" are husband and wife; an untitled "John Dashwood" is him.
@@ -700,8 +701,8 @@ def _cluster(forms: list[_Form], user: dict[str, list[str]]) -> list[_Cluster]:
     # that character the pronoun cues that keep a "Mr. Bennet" away from it.
     for form in singles:
         if form.title is None:
-            word = _plain(form.names[0])
-            fits = sorted(((sum(f.count for f in c.forms if len(f.names) > 1 and _plain(f.names[0]) == word), c)
+            word = plain_name(form.names[0])
+            fits = sorted(((sum(f.count for f in c.forms if len(f.names) > 1 and plain_name(f.names[0]) == word), c)
                            for c in _candidates(clusters, form) if len(c.names) > 1), key=lambda fc: -fc[0])
             fits = [fc for fc in fits if fc[0]]
             if fits and (len(fits) == 1 or fits[0][0] >= 5 * fits[1][0]) and not fits[0][1].clashes(form):
@@ -738,7 +739,7 @@ def _attach(form: _Form, clusters: list[_Cluster]) -> bool:
     if len(fits) != 1 or fits[0].clashes(form):
         return False
     if (form.title in FAMILY_ROLES and form.title not in fits[0].titles and len(fits[0].names) > 1
-            and _plain(form.names[0]) == _plain(fits[0].names[-1])):
+            and plain_name(form.names[0]) == plain_name(fits[0].names[-1])):
         # "Mrs. March" is the mother of "Jo March", not Jo, unless a full name of hers carries the title
         # ("Mrs. John Knightley", then "Mrs. Knightley"); "Aunt Amy" is still Amy March.
         return False
@@ -758,7 +759,7 @@ def _best(candidates: list[_Cluster], match: Any) -> list[_Cluster]:
 
 def _first_names_match(a: str, b: str, formal: bool) -> int:
     """1: the same name, 2: a nickname of it ("Lizzy", "Elizabeth"), unless a formal title is involved."""
-    a, b = _plain(a), _plain(b)
+    a, b = plain_name(a), plain_name(b)
     if a == b:
         return 1
     return 2 if not formal and b in nicknames().get(a, ()) else 0
@@ -766,20 +767,20 @@ def _first_names_match(a: str, b: str, formal: bool) -> int:
 
 def _full_name_match(names: tuple[str, ...], cluster: _Cluster) -> int:
     """"Mary Ann Evans" against "Mary Evans"."""
-    return int(_plain(names[0]) == _plain(cluster.names[0]) and _plain(names[-1]) == _plain(cluster.names[-1]))
+    return int(plain_name(names[0]) == plain_name(cluster.names[0]) and plain_name(names[-1]) == plain_name(cluster.names[-1]))
 
 
 def _single_match(form: _Form, cluster: _Cluster) -> int:
-    word = _plain(form.names[0])
+    word = plain_name(form.names[0])
     formal = bool(({form.title} | cluster.titles) & FORMAL)
     if len(cluster.names) > 1:
-        if word == _plain(cluster.names[-1]):
+        if word == plain_name(cluster.names[-1]):
             return 1
         if form.title is None or (TITLES[form.title][1] and (form.title not in FORMAL or form.title in cluster.titles)):
             return _first_names_match(word, cluster.names[0], formal)
         # "Mr. Thaddeus" for Thaddeus Sholto, but only when no surname fits: "Colonel Fitzwilliam" is no Darcy.
-        return 3 if form.title == "Mr" and word == _plain(cluster.names[0]) else 0
-    other = _plain(cluster.names[0])
+        return 3 if form.title == "Mr" and word == plain_name(cluster.names[0]) else 0
+    other = plain_name(cluster.names[0])
     if word == other:
         # "Knightley" joins "Mr. Knightley"; "Mrs. Knightley" never joins "Mr. Knightley".
         return 1 if form.title is None or cluster.title is None else 0
@@ -961,8 +962,8 @@ def _narrator_clusters(text: str, clusters: list[_Cluster], quotes: list[tuple[i
         return []
     scored.sort(key=lambda sc: -sc[0])
     best, cluster = scored[0]
-    words = {_plain(n) for n in cluster.names}
-    same = [c for _, c in scored[1:] if words & {_plain(n) for n in c.names}]
+    words = {plain_name(n) for n in cluster.names}
+    same = [c for _, c in scored[1:] if words & {plain_name(n) for n in c.names}]
     rivals = [score for score, c in scored[1:] if c not in same]
     return [cluster, *same] if not rivals or best >= 1.5 * rivals[0] else []
 

@@ -32,7 +32,7 @@ from collections import defaultdict
 from typing import Callable, Iterable
 
 from ..schema import Schema
-from .characters import FORMAL, RANKS, TITLES, _parse, _plain, given_names, nicknames
+from .characters import FORMAL, RANKS, TITLES, given_names, nicknames, parse_name, plain_name
 from .edges import trigger_patterns
 from .pairs import PairMention
 from .records import BookText, Character, Edge, Evidence
@@ -58,7 +58,7 @@ CONFIDENCE = 0.7
 
 
 def _forms(character: Character) -> list[tuple[str | None, tuple[str, ...]]]:
-    return [_parse(name) for name in (character.name, *character.aliases)]
+    return [parse_name(name) for name in (character.name, *character.aliases)]
 
 
 def _surnames(character: Character) -> set[str]:
@@ -67,7 +67,7 @@ def _surnames(character: Character) -> set[str]:
     kin)."""
     found = set()
     for title, names in _forms(character):
-        last = _plain(names[-1]) if names and names[-1][0].isupper() else None
+        last = plain_name(names[-1]) if names and names[-1][0].isupper() else None
         if last and (len(names) > 1 or title and not (TITLES[title][1] and last in given_names())):
             found.add(SLAVIC_FEMININE.sub(lambda m: SLAVIC_MASCULINE[m[1]], last))
     return found
@@ -75,8 +75,8 @@ def _surnames(character: Character) -> set[str]:
 
 def _given(character: Character) -> str | None:
     """The given name of a full name; not a Mrs.'s, which is her husband's ("Mrs. John Dashwood")."""
-    title, names = _parse(character.name)
-    return _plain(names[0]) if len(names) > 1 and title != "Mrs" else None
+    title, names = parse_name(character.name)
+    return plain_name(names[0]) if len(names) > 1 and title != "Mrs" else None
 
 
 def _same_person(a: Character, b: Character) -> bool:
@@ -86,7 +86,7 @@ def _same_person(a: Character, b: Character) -> bool:
 
 def _by_titles(a: Character, b: Character) -> tuple[str, Character, Character]:
     """The tie the two names state."""
-    (ta, na), (tb, nb) = _parse(a.name), _parse(b.name)
+    (ta, na), (tb, nb) = parse_name(a.name), parse_name(b.name)
     if {title for c in (a, b) for title, _ in _forms(c)} & KIN_TITLES:
         return "relative_of", a, b
     for (wife_title, wife_names), other in (((ta, na), b), ((tb, nb), a)):
