@@ -440,3 +440,14 @@ def test_a_people_named_in_the_plural_is_not_a_character(nlp):
     found, _ = find(book, nlp)
     names = {c.name for c in found.characters} | {a for c in found.characters for a in c.aliases}
     assert "John Ferrier" in names and not {"the Mormon", "The Mormon", "Mormon"} & names
+
+
+def test_a_wife_called_by_her_husbands_name_is_not_him(nlp):
+    book = make_book(
+        "Charles Musgrove went out shooting, and Mrs. Charles Musgrove stayed at home with Anne.",
+        "Charles Musgrove came back late; Mrs. Charles Musgrove had been ill all day, she said.",
+        "Anne thought Charles Musgrove kind to her sister.",
+    )
+    found, _ = find(book, nlp)
+    husband = by_alias(found, "Charles Musgrove")
+    assert "Mrs. Charles Musgrove" not in husband.aliases and husband.gender == "m"

@@ -679,9 +679,11 @@ def _cluster(forms: list[_Form], user: dict[str, list[str]]) -> list[_Cluster]:
             groups[tuple(plain_name(n) for n in form.names)].append(form)
     seeds: list[list[_Form]] = []
     for group in groups.values():
-        # "Mr. John Dashwood" and "Mrs. John Dashwood" are husband and wife; an untitled "John Dashwood" is him.
+        # "Mr. John Dashwood" and "Mrs. John Dashwood" are husband and wife; an untitled "John Dashwood" is him,
+        # and so is an untitled "Charles Musgrove" beside a "Mrs. Charles Musgrove" with no Mr. in the book.
         women = [f for f in group if f.title_gender == "f"]
-        if women and any(f.title_gender == "m" for f in group):
+        if women and any(f.title_gender == "m" or f.title is None and given_names().get(plain_name(f.names[0])) == "m"
+                         for f in group):
             seeds += [women, [f for f in group if f.title_gender != "f"]]
         else:
             seeds.append(group)
