@@ -435,8 +435,9 @@ def test_a_people_named_in_the_plural_is_not_a_character(nlp):
     names = {c.name for c in found.characters} | {a for c in found.characters for a in c.aliases}
     assert "John Ferrier" in names and "Mormons" not in names
     # Nor is one of that people, called by it: "the Mormon" is whichever Mormon the scene has.
-    book = make_book(*book.text.split("\n\n"), *[f"“Be quick,” said the Mormon to John Ferrier, and the Mormon {verb}."
-                                                 for verb in ("left", "waited", "rode off", "frowned", "sat down")])
+    spoken = [f"“Be quick,” said the Mormon to John Ferrier, and the Mormon {verb}."
+              for verb in ("left", "waited", "rode off", "frowned", "sat down")]
+    book = make_book(*book.text.split("\n\n"), *spoken)
     found, _ = find(book, nlp)
     names = {c.name for c in found.characters} | {a for c in found.characters for a in c.aliases}
     assert "John Ferrier" in names and not {"the Mormon", "The Mormon", "Mormon"} & names

@@ -256,9 +256,11 @@ def test_chapter_graphs_hold_only_each_chapters_characters_and_evidence(tmp_path
              prediction(by_sentence[(2, "carl", "ben")], "no_relation", 0.9, {"no_relation": 0.9}),
              prediction(by_sentence[(4, "carl", "anna")], "parent_of", 0.9, {"parent_of": 0.9})]
     schema = load_schema("characters")
-    index = write_chapter_graphs(book, characters, where,
-                                 lambda named, sentences: aggregate_edges(book, sentences, preds, schema, threshold=0.3),
-                                 {"book": "fixture.txt"}, tmp_path, ["json", "csv"])
+    def edges_for(named, sentences):
+        return aggregate_edges(book, sentences, preds, schema, threshold=0.3)
+
+    index = write_chapter_graphs(book, characters, where, edges_for, {"book": "fixture.txt"}, tmp_path,
+                                 ["json", "csv"])
     assert [(row["chapter"], row["characters"], row["edges"]) for row in index] == [(1, 3, 1), (2, 2, 1)]
     assert json.loads((tmp_path / "chapters" / "index.json").read_text()) == index
     first, second = (read_graph_json(tmp_path / row["folder"] / "graph.json") for row in index)

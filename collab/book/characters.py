@@ -769,7 +769,8 @@ def _first_names_match(a: str, b: str, formal: bool) -> int:
 
 def _full_name_match(names: tuple[str, ...], cluster: _Cluster) -> int:
     """"Mary Ann Evans" against "Mary Evans"."""
-    return int(plain_name(names[0]) == plain_name(cluster.names[0]) and plain_name(names[-1]) == plain_name(cluster.names[-1]))
+    return int(plain_name(names[0]) == plain_name(cluster.names[0])
+               and plain_name(names[-1]) == plain_name(cluster.names[-1]))
 
 
 def _single_match(form: _Form, cluster: _Cluster) -> int:
