@@ -138,3 +138,11 @@ def test_a_russian_womans_surname_is_her_familys():
     # Kin, at least: two given names cannot tell a wife from a sister.
     assert {(s, t) for s, _, t in ties(characters, ("Anna Karenina looked at Alexei Karenin.", "Anna Karenina",
                                                      "Alexei Karenin"))} == {("alexei-karenin", "anna-karenina")}
+
+
+def test_a_bare_mr_beside_a_given_named_man_of_that_name_may_be_him():
+    characters = people("Mr. Gargery", "Joe Gargery", "Mrs. Joe Gargery")
+    characters[1].gender = "m"
+    assert ties(characters, ("Mr. Gargery, that is Joe Gargery, came in.", "Mr. Gargery", "Joe Gargery"),
+                ("Joe Gargery kissed Mrs. Joe Gargery.", "Joe Gargery", "Mrs. Joe Gargery")) == \
+        {("joe-gargery", "spouse_of", "mrs-joe-gargery")}
