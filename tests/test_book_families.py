@@ -146,3 +146,17 @@ def test_a_bare_mr_beside_a_given_named_man_of_that_name_may_be_him():
     assert ties(characters, ("Mr. Gargery, that is Joe Gargery, came in.", "Mr. Gargery", "Joe Gargery"),
                 ("Joe Gargery kissed Mrs. Joe Gargery.", "Joe Gargery", "Mrs. Joe Gargery")) == \
         {("joe-gargery", "spouse_of", "mrs-joe-gargery")}
+
+
+def test_a_schema_whose_family_labels_have_no_trigger_words_still_gets_edges(tmp_path):
+    import yaml
+
+    raw = yaml.safe_load(open(SCHEMA.path, encoding="utf-8"))
+    for label in raw["labels"]:
+        label["triggers"] = []
+    path = tmp_path / "bare.v1.yaml"
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    characters = people("Mr. Weston", "Mrs. Weston")
+    book, where = meet(characters, ("Mr. Weston bowed to Mrs. Weston.", "Mr. Weston", "Mrs. Weston"))
+    [edge] = family_edges(book, characters, where, load_schema(str(path)), [])
+    assert edge.relation == "spouse_of" and edge.evidence[0].text == "Mr. Weston bowed to Mrs. Weston."

@@ -153,7 +153,8 @@ def family_edges(book: BookText, characters: Iterable[Character], where: list[Pa
             label, source, target, directed = schema.canonical(label, head.id, tail.id)
             # No guide answer supports the edge (support 0); as evidence, the pair's sentences that word the tie
             # ("his wife") come first.
-            shown = sorted(mentions, key=lambda m: patterns[label].search(book.text, m.start, m.end) is None)
+            worded = patterns.get(label)
+            shown = sorted(mentions, key=lambda m: worded is None or worded.search(book.text, m.start, m.end) is None)
             evidence = [Evidence(book.text[m.start:m.end], m.chapter, m.start, m.end, CONFIDENCE)
                         for m in shown[:evidence_per_edge]]
             edges.append(Edge(source, target, label, CONFIDENCE, 0, evidence, {"slm": 0, "llm": 0, "merged": 0},
