@@ -160,3 +160,9 @@ def test_a_schema_whose_family_labels_have_no_trigger_words_still_gets_edges(tmp
     book, where = meet(characters, ("Mr. Weston bowed to Mrs. Weston.", "Mr. Weston", "Mrs. Weston"))
     [edge] = family_edges(book, characters, where, load_schema(str(path)), [])
     assert edge.relation == "spouse_of" and edge.evidence[0].text == "Mr. Weston bowed to Mrs. Weston."
+
+
+def test_an_aunt_is_one_by_the_name_the_book_uses_most():
+    characters = people(("Amy March", ["Amy", "Aunt Amy"]), "Mrs. March")
+    assert ties(characters, ("Amy March kissed Mrs. March.", "Amy March", "Mrs. March")) == \
+        {("mrs-march", "parent_of", "amy-march")}
