@@ -615,10 +615,12 @@ def _drop_non_names(forms: dict[str, _Form], clean: str, given: set[str]) -> Non
             # base: "the Westons", "the Miss Bertrams" are families.
             del forms[key]
         elif form.title is None:
+            plural = len(form.names) == 1 and last.endswith("s")
+            contexts = [("article", ARTICLE_BEFORE), ("locative", LOCATIVE_BEFORE), ("direction", DIRECTION_BEFORE),
+                        *([("group", GROUP_BEFORE)] if plural else [])]
             before = Counter()
             for start, _, _ in form.spans:
-                for kind, pattern in (("article", ARTICLE_BEFORE), ("locative", LOCATIVE_BEFORE),
-                                      ("direction", DIRECTION_BEFORE), ("group", GROUP_BEFORE)):
+                for kind, pattern in contexts:
                     before[kind] += bool(pattern.search(clean, max(0, start - 14), start))
             # Thresholds from the PDNC novels: they drop 70 place names ("Mansfield", "Green Gables") there and
             # two gold character forms of a dozen mentions.
@@ -628,8 +630,7 @@ def _drop_non_names(forms: dict[str, _Form], clean: str, given: set[str]) -> Non
             # A plural after group words, again and again, is a people ("Mormons", "Basques"). Of the 37 novels
             # we hold, only those two pass this, and no surname in -s: Sikes, Provis or "the Chiverses" have such
             # a word before a third of their mentions at most, and a rare name's one "young Bates" is no pattern.
-            people = (len(form.names) == 1 and last.endswith("s") and before["group"] >= 3
-                      and 4 * before["group"] >= 3 * form.count)
+            people = plural and before["group"] >= 3 and 4 * before["group"] >= 3 * form.count
             if place or common or people or 2 * before["article"] >= form.count:
                 del forms[key]
 
