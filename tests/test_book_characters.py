@@ -311,6 +311,28 @@ def test_apostrophes_do_not_make_a_double_quoted_book_single_quoted(nlp):
     assert characters.quote_style(book.text, characters._paragraphs(book.sentences)) is characters.DOUBLE_QUOTES
 
 
+def quoted_texts(book: BookText) -> list[str]:
+    marks = characters.quote_style(book.text, characters._paragraphs(book.sentences))
+    return [book.text[s:e] for s, e in characters._quote_ranges(book.text, characters._paragraphs(book.sentences),
+                                                                    marks)]
+
+
+def test_a_quotation_three_deep_takes_the_outer_marks_and_does_not_close_the_outer_one(nlp):
+    account = ["“‘He came back drunk.", "“You are of age,” he said to her.",
+               "I screamed, and my son Arthur came in.’”"]
+    book = make_book(["I met Gregson at the station.", "He told me what the widow said."], account,
+                     "I thanked him.", ["“A fine story,” said Holmes.", "I agreed with him."])
+    assert quoted_texts(book)[0] == " ".join(account)
+    found, _ = find(book, nlp, min_mentions=1)
+    # The witness's "I screamed" is hers, not the narrator's; read as closed at "of age,”" it was his.
+    assert [m.sentence for m in found.mentions if m.kind == "narrator"] == [0, 1, 5, 7]
+
+
+def test_an_opening_mark_after_a_missing_close_starts_no_nested_quotation():
+    book = make_book("“Come here, said he. “Now.” Jane went to him.", "“Yes,” she said.")
+    assert quoted_texts(book) == ["“Come here, said he. “Now.”", "“Yes,”"]
+
+
 def test_speaker_of_a_quotation_is_co_mentioned_with_the_names_inside_it(nlp):
     book = make_book(
         ["Elizabeth Bennet and Jane Bennet were at home.", "Elizabeth Bennet sat with Jane Bennet."],

@@ -125,6 +125,7 @@ class QuoteMarks:
     speech_verb_quote: re.Pattern
     vocative_before: re.Pattern
     tags_quoted: bool = False     # speech tags lie inside the quoted stretches (dash dialogue)
+    inner: re.Pattern | None = None   # the marks of a quotation inside one (the other style's `marks`)
 
 
 def _quote_marks(marks: str, close: str, any_mark: str, open_: str, open_char: str) -> QuoteMarks:
@@ -149,6 +150,9 @@ _SINGLE_OPEN = r"(?<![^\s“«\"(\[—-])[‘'](?=\S)"
 _SINGLE_CLOSE = r"(?<=\S)[’'](?!\w)"
 SINGLE_QUOTES = _quote_marks(rf"(?P<open>{_SINGLE_OPEN})|(?P<close>{_SINGLE_CLOSE})", _SINGLE_CLOSE, "‘’'",
                              _SINGLE_OPEN, "‘'")
+# A quotation inside a quotation takes the other style's marks.
+DOUBLE_QUOTES = replace(DOUBLE_QUOTES, inner=SINGLE_QUOTES.marks)
+SINGLE_QUOTES = replace(SINGLE_QUOTES, inner=DOUBLE_QUOTES.marks)
 # Translations and some modern novels open each speech with a dash and close it with no mark: "—Good morning, said
 # Stephen. Are you coming?" The speech goes on after its tag unmarked, so a paragraph a dash opens is quoted to its
 # end, tag and all (unread, such a book's dialogue is narration, and its "I" makes a first-person narrator); the
@@ -423,19 +427,36 @@ def quote_style(text: str, paragraphs: list[tuple[int, int, int, int]]) -> Quote
 
 def _quote_ranges(text: str, paragraphs: list[tuple[int, int, int, int]], marks: QuoteMarks) -> list[tuple[int, int]]:
     """Quoted stretches (marks included). The state restarts at each paragraph: a quotation running over several
-    paragraphs reopens each one, and a stray mark cannot flip the rest of the book."""
+    paragraphs reopens each one, and a stray mark cannot flip the rest of the book. A quotation inside a quotation
+    inside a quotation takes the outer marks again (“‘... “You are of age,” he said ...’”, a witness quoting
+    someone in a detective's account); such an opening mark nests, where an opening mark with no inner quotation
+    open is the next speech after a missing close and does not."""
     ranges: list[tuple[int, int]] = []
     for start, end, _, _ in paragraphs:
-        opened = None
+        opened, depth = None, 0
         for m in marks.marks.finditer(text, start, end):
-            if opened is None and m.lastgroup != "close":
-                opened = m.start()
-            elif opened is not None and m.lastgroup != "open":
+            if opened is None:
+                if m.lastgroup != "close":
+                    opened, depth = m.start(), 1
+            elif m.lastgroup == "open":
+                depth += _inner_open(text, marks, opened + 1, m.start())
+            elif (depth := depth - 1) == 0 or m.lastgroup == "either":
                 ranges.append((opened, m.end()))
                 opened = None
         if opened is not None:
             ranges.append((opened, end))
     return ranges
+
+
+def _inner_open(text: str, marks: QuoteMarks, start: int, end: int) -> bool:
+    """Whether a quotation in the inner style (single marks in a book quoted in double ones, and the other way
+    round) is open at `end`, counting from `start`."""
+    if marks.inner is None:
+        return False
+    depth = 0
+    for m in marks.inner.finditer(text, start, end):
+        depth = depth + 1 if m.lastgroup == "open" or m.lastgroup == "either" and not depth else max(depth - 1, 0)
+    return depth > 0
 
 
 def _quoted(quotes: list[tuple[int, int]], position: int) -> bool:
