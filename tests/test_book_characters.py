@@ -112,6 +112,18 @@ def test_a_mrs_and_a_miss_of_one_name_stay_two_women(nlp):
     assert by_alias(found, "Mrs. Price").aliases == []
 
 
+def test_a_french_title_and_its_english_one_are_one_person(nlp):
+    book = make_book(
+        "Madame Charpentier kept the house, and Madame Charpentier let rooms.",
+        "Mrs. Charpentier blushed, and Mrs. Charpentier wept.",
+        "Monsieur Poirot bowed, and later Mr. Poirot smiled.",
+        "Mr. Poirot left before Mrs. Poirot came, and Mrs. Poirot stayed.",
+    )
+    found, _ = find(book, nlp)
+    assert by_alias(found, "Madame Charpentier") is by_alias(found, "Mrs. Charpentier")
+    assert by_alias(found, "Monsieur Poirot") is by_alias(found, "Mr. Poirot") is not by_alias(found, "Mrs. Poirot")
+
+
 def test_a_familys_mother_and_aunt_are_not_its_daughter(nlp):
     book = make_book(
         "Jo March sat by the fire, and Jo March was writing a story.",

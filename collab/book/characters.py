@@ -60,6 +60,9 @@ FAMILY_ROLES = frozenset({"Mrs", "Madame", "Aunt", "Uncle"})
 # An officer is neither the Mr. of his family ("General Tilney", his son "Mr. Tilney") nor an officer of
 # another rank ("Captain Tilney", the elder son).
 RANKS = frozenset({"Colonel", "Captain", "Major", "General", "Lieutenant", "Sergeant"})
+# A French title and its English one name the same person in an English book: Jane Eyre's "Madame Fairfax" (Adèle's
+# word) is Mrs. Fairfax, and "Monsieur Poirot" Mr. Poirot.
+ENGLISH_TITLE = {"Madame": "Mrs", "Monsieur": "Mr", "Mademoiselle": "Miss"}
 ABBREVIATIONS = {"Col": "Colonel", "Capt": "Captain", "Rev": "Reverend", "Prof": "Professor", "Mme": "Madame",
                  "Mlle": "Mademoiselle"}
 
@@ -807,8 +810,9 @@ def _single_match(form: _Form, cluster: _Cluster) -> int:
         return 3 if form.title == "Mr" and word == plain_name(cluster.names[0]) else 0
     other = plain_name(cluster.names[0])
     if word == other:
-        # "Knightley" joins "Mr. Knightley"; "Mrs. Knightley" never joins "Mr. Knightley".
-        return 1 if form.title is None or cluster.title is None else 0
+        # "Knightley" joins "Mr. Knightley"; "Mrs. Knightley" never joins "Mr. Knightley", "Madame Knightley" does.
+        same_title = ENGLISH_TITLE.get(form.title, form.title) == ENGLISH_TITLE.get(cluster.title, cluster.title)
+        return 1 if form.title is None or cluster.title is None or same_title else 0
     if form.title is None and (cluster.title is None or TITLES[cluster.title][1]):
         return _first_names_match(word, other, formal)
     return 0
