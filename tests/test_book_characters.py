@@ -124,6 +124,22 @@ def test_a_french_title_and_its_english_one_are_one_person(nlp):
     assert by_alias(found, "Monsieur Poirot") is by_alias(found, "Mr. Poirot") is not by_alias(found, "Mrs. Poirot")
 
 
+def test_french_titles_before_given_names_and_papa_before_a_surname(nlp):
+    book = make_book(
+        "Hercule Poirot came to Styles, and Hercule Poirot looked about him.",
+        "\"Papa Poirot knows, Papa Poirot sees,\" said Poirot, and Poirot smiled at Monsieur Poirot's old friend.",
+        "Lawrence Cavendish and Cynthia Murdoch were there, and Lawrence Cavendish spoke to Cynthia Murdoch.",
+        "\"Monsieur Lawrence, Mademoiselle Cynthia,\" said Poirot, bowing to Monsieur Lawrence and Mademoiselle "
+        "Cynthia.",
+    )
+    found, _ = find(book, nlp)
+    # "Papa Poirot" was a full name of its own, which left "Poirot" and "Monsieur Poirot" two characters to join.
+    poirot = by_alias(found, "Hercule Poirot")
+    assert {"Poirot", "Monsieur Poirot"} <= set(poirot.aliases) and "Papa Poirot" not in poirot.aliases
+    assert "Monsieur Lawrence" in by_alias(found, "Lawrence Cavendish").aliases
+    assert "Mademoiselle Cynthia" in by_alias(found, "Cynthia Murdoch").aliases
+
+
 def test_a_familys_mother_and_aunt_are_not_its_daughter(nlp):
     book = make_book(
         "Jo March sat by the fire, and Jo March was writing a story.",

@@ -43,7 +43,7 @@ NARRATOR_RATE = 0.01
 TITLES: dict[str, tuple[str | None, bool]] = {
     "Mr": ("m", False), "Mrs": ("f", False), "Ms": ("f", False), "Miss": ("f", True), "Master": ("m", True),
     "Sir": ("m", True), "Lord": ("m", True), "Lady": ("f", True), "Dame": ("f", True),
-    "Aunt": ("f", True), "Uncle": ("m", True), "Madame": ("f", False), "Mademoiselle": ("f", False),
+    "Aunt": ("f", True), "Uncle": ("m", True), "Madame": ("f", False), "Mademoiselle": ("f", True),
     "Monsieur": ("m", False), "Dr": (None, False), "Professor": (None, False), "Inspector": (None, False),
     # Officers, clergymen and squires are men in the novels this stage reads; the cue keeps "Colonel Forster"
     # apart from "Mrs. Forster".
@@ -74,9 +74,9 @@ Dear Sir Madam Ma'am Miss Mister Papa Pa Mamma Mama Ma Mother Father Mum Chapter
 Behold Hitherto Anyhow Drat Bah Hem Halloa Hallo Hello Goodbye Farewell Amen Monday Tuesday Wednesday Thursday Friday
 Saturday Sunday January February March April May June July August September October November December Christmas
 Easter Michaelmas English French""".split())
-# Words that open a name span but are not part of the name: "Poor Miss Bates", "Oh Lizzy", "Old Orlick".
+# Words that open a name span but are not part of the name: "Poor Miss Bates", "Oh Lizzy", "Old Orlick", "Papa Poirot".
 LEADING_NOISE = frozenset("""Oh Ah O Dear Dearest Poor Old Young Little Good My Well Why Yes No Pray Call Said Tell Ask
-Thank Thanks Hush Nay Cousin Hallo Hello Goodbye Farewell""".split())
+Thank Thanks Hush Nay Cousin Hallo Hello Goodbye Farewell Papa Mamma Mama""".split())
 PLACE_WORDS = frozenset("""Abbey Hill Grove Lane House Hall Park Street Square Inn Bank Close Court Place Road Yard
 Church Castle Manor Lodge Farm Cottage Green Common Wood Mill Bridge Row Terrace Gardens Cross Town City""".split())
 
@@ -806,8 +806,10 @@ def _single_match(form: _Form, cluster: _Cluster) -> int:
             return 1
         if form.title is None or (TITLES[form.title][1] and (form.title not in FORMAL or form.title in cluster.titles)):
             return _first_names_match(word, cluster.names[0], formal)
-        # "Mr. Thaddeus" for Thaddeus Sholto, but only when no surname fits: "Colonel Fitzwilliam" is no Darcy.
-        return 3 if form.title == "Mr" and word == plain_name(cluster.names[0]) else 0
+        # "Mr. Thaddeus" for Thaddeus Sholto (and Poirot's "Monsieur Lawrence" for Lawrence Cavendish), but only when
+        # no surname fits: "Colonel Fitzwilliam" is no Darcy.
+        mister = ENGLISH_TITLE.get(form.title, form.title) == "Mr"
+        return 3 if mister and word == plain_name(cluster.names[0]) else 0
     other = plain_name(cluster.names[0])
     if word == other:
         # "Knightley" joins "Mr. Knightley"; "Mrs. Knightley" never joins "Mr. Knightley", "Madame Knightley" does.
