@@ -356,6 +356,13 @@ def test_a_quotation_three_deep_takes_the_outer_marks_and_does_not_close_the_out
     assert [m.sentence for m in found.mentions if m.kind == "narrator"] == [0, 1, 5, 7]
 
 
+def test_a_quotation_three_deep_in_a_book_quoting_with_single_marks():
+    account = "‘“He came back drunk. ‘You are of age,’ he said to her. I screamed.”’ Then Gregson stopped."
+    book = make_book("‘I met Gregson,’ said Holmes.", account, "‘Go on,’ said Holmes.")
+    assert characters.quote_style(book.text, characters._paragraphs(book.sentences)) is characters.SINGLE_QUOTES
+    assert quoted_texts(book)[1] == account[:account.index(" Then")]
+
+
 def test_an_opening_mark_after_a_missing_close_starts_no_nested_quotation():
     book = make_book("“Come here, said he. “Now.” Jane went to him.", "“Yes,” she said.")
     assert quoted_texts(book) == ["“Come here, said he. “Now.”", "“Yes,”"]
@@ -394,6 +401,17 @@ def test_places_and_families_are_not_characters(nlp):
     found, _ = find(book, nlp)
     names = {c.name for c in found.characters} | {a for c in found.characters for a in c.aliases}
     assert "Meryton" not in names and "Lucases" not in names and "Kitty" in names
+
+
+def test_the_plural_of_a_name_ending_in_e_is_a_family(nlp):
+    book = make_book(
+        "Lucy Steele came with Miss Steele, and Lucy Steele smiled at Elinor.",
+        "Elinor disliked the Miss Steeles, though the Miss Steeles were civil, and Miss Steele talked.",
+        "Elinor left the Miss Steeles with Lucy Steele.",
+    )
+    found, _ = find(book, nlp)
+    names = {c.name for c in found.characters} | {a for c in found.characters for a in c.aliases}
+    assert "Miss Steeles" not in names and "Lucy Steele" in names
 
 
 def test_accented_names_are_found_and_matched_like_unaccented_ones(nlp):

@@ -634,9 +634,10 @@ def _drop_non_names(forms: dict[str, _Form], clean: str, given: set[str]) -> Non
     for key in [k for k in forms if k not in given]:
         form = forms[key]
         last = form.names[-1]
-        base = key[:-2] if key.endswith("es") else key[:-1] if key.endswith("s") else None
-        if last in PLACE_WORDS or base in forms:
-            # base: "the Westons", "the Miss Bertrams" are families.
+        # The plural of another form is a family: "the Westons", "the Miss Bertrams", "the Miss Coxes" and, with
+        # an -e kept, "the Miss Steeles".
+        singular = {key[:-1], key[:-2] if key.endswith("es") else ""} if key.endswith("s") else set()
+        if last in PLACE_WORDS or singular & forms.keys():
             del forms[key]
         elif form.title is None:
             plural = len(form.names) == 1 and last.endswith("s")
