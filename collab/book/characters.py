@@ -458,7 +458,8 @@ def _inner_open(text: str, marks: QuoteMarks, start: int, end: int) -> bool:
         return False
     depth = 0
     for m in marks.inner.finditer(text, start, end):
-        depth = depth + 1 if m.lastgroup == "open" or m.lastgroup == "either" and not depth else max(depth - 1, 0)
+        opens = m.lastgroup == "open" or (m.lastgroup == "either" and depth == 0)   # a straight mark toggles
+        depth = depth + 1 if opens else max(depth - 1, 0)
     return depth > 0
 
 
@@ -636,7 +637,7 @@ def _drop_non_names(forms: dict[str, _Form], clean: str, given: set[str]) -> Non
         last = form.names[-1]
         # The plural of another form is a family: "the Westons", "the Miss Bertrams", "the Miss Coxes" and, with
         # an -e kept, "the Miss Steeles".
-        singular = {key[:-1], key[:-2] if key.endswith("es") else ""} if key.endswith("s") else set()
+        singular = {key[:-1], key[:-2]} if key.endswith("es") else {key[:-1]} if key.endswith("s") else set()
         if last in PLACE_WORDS or singular & forms.keys():
             del forms[key]
         elif form.title is None:
@@ -813,7 +814,8 @@ def _single_match(form: _Form, cluster: _Cluster) -> int:
         return 3 if mister and word == plain_name(cluster.names[0]) else 0
     other = plain_name(cluster.names[0])
     if word == other:
-        # "Knightley" joins "Mr. Knightley"; "Mrs. Knightley" never joins "Mr. Knightley", "Madame Knightley" does.
+        # "Knightley" joins "Mr. Knightley"; "Mrs. Knightley" never joins "Mr. Knightley", and "Madame Knightley"
+        # joins "Mrs. Knightley".
         same_title = ENGLISH_TITLE.get(form.title, form.title) == ENGLISH_TITLE.get(cluster.title, cluster.title)
         return 1 if form.title is None or cluster.title is None or same_title else 0
     if form.title is None and (cluster.title is None or TITLES[cluster.title][1]):
