@@ -32,6 +32,10 @@ def find(book: BookText, nlp, **options):
     return found, {c.id: c for c in found.characters}
 
 
+def every_name(found) -> set[str]:
+    return {c.name for c in found.characters} | {a for c in found.characters for a in c.aliases}
+
+
 def by_alias(found, surface: str):
     hits = [c for c in found.characters if surface == c.name or surface in c.aliases]
     assert len(hits) == 1, (surface, [(c.name, c.aliases) for c in found.characters])
@@ -389,7 +393,7 @@ def test_exclamations_are_not_characters(nlp):
         "\"Oh, Lord,\" sighed Mr. Bennet.",
     )
     found, _ = find(book, nlp)
-    names = {c.name for c in found.characters} | {a for c in found.characters for a in c.aliases}
+    names = every_name(found)
     assert names == {"Mr. Bennet"}
 
 
@@ -399,7 +403,7 @@ def test_places_and_families_are_not_characters(nlp):
         "In Meryton they met the Lucases, and at Meryton the Lucases asked after Kitty.",
     )
     found, _ = find(book, nlp)
-    names = {c.name for c in found.characters} | {a for c in found.characters for a in c.aliases}
+    names = every_name(found)
     assert "Meryton" not in names and "Lucases" not in names and "Kitty" in names
 
 
@@ -410,7 +414,7 @@ def test_the_plural_of_a_name_ending_in_e_is_a_family(nlp):
         "Elinor left the Miss Steeles with Lucy Steele.",
     )
     found, _ = find(book, nlp)
-    names = {c.name for c in found.characters} | {a for c in found.characters for a in c.aliases}
+    names = every_name(found)
     assert "Miss Steeles" not in names and "Lucy Steele" in names
 
 
@@ -457,7 +461,7 @@ def test_characters_known_only_by_a_role_are_characters_and_places_are_not(nlp):
     )
     found, _ = find(book, nlp)
     assert by_alias(found, "the Hatter").mentions == 7
-    names = {c.name for c in found.characters} | {a for c in found.characters for a in c.aliases}
+    names = every_name(found)
     # "the Embankment" never speaks; "the General" of a book with a General Tilney is him, not a role of its own.
     assert not {"the Embankment", "the General"} & names
     doctor = [f"\"Not tonight,\" said the Doctor to Utterson, who thanked the Doctor for the {i} time."
@@ -500,14 +504,14 @@ def test_a_people_named_in_the_plural_is_not_a_character(nlp):
         "The young Mormons were not long in following John Ferrier.",
     )
     found, _ = find(book, nlp)
-    names = {c.name for c in found.characters} | {a for c in found.characters for a in c.aliases}
+    names = every_name(found)
     assert "John Ferrier" in names and "Mormons" not in names
     # Nor is one of that people, called by it: "the Mormon" is whichever Mormon the scene has.
     spoken = [f"“Be quick,” said the Mormon to John Ferrier, and the Mormon {verb}."
               for verb in ("left", "waited", "rode off", "frowned", "sat down")]
     book = make_book(*book.text.split("\n\n"), *spoken)
     found, _ = find(book, nlp)
-    names = {c.name for c in found.characters} | {a for c in found.characters for a in c.aliases}
+    names = every_name(found)
     assert "John Ferrier" in names and not {"the Mormon", "The Mormon", "Mormon"} & names
 
 
