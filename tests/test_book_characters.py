@@ -36,6 +36,10 @@ def every_name(found) -> set[str]:
     return {c.name for c in found.characters} | {a for c in found.characters for a in c.aliases}
 
 
+def style_of(book: BookText) -> characters.QuoteMarks:
+    return characters.quote_style(book.text, characters._paragraphs(book.sentences))
+
+
 def by_alias(found, surface: str):
     hits = [c for c in found.characters if surface == c.name or surface in c.aliases]
     assert len(hits) == 1, (surface, [(c.name, c.aliases) for c in found.characters])
@@ -302,7 +306,7 @@ def single_quoted(opening: str, closing: str) -> BookText:
 @pytest.mark.parametrize("opening,closing", [("‘", "’"), ("'", "'")])
 def test_a_book_quoting_with_single_marks_has_its_quotations_found(nlp, opening, closing):
     book = single_quoted(opening, closing)
-    assert characters.quote_style(book.text, characters._paragraphs(book.sentences)) is characters.SINGLE_QUOTES
+    assert style_of(book) is characters.SINGLE_QUOTES
     found, by_id = find(book, nlp)
     # Read with double marks only, the quoted I's made a first-person narrator of a third-person book.
     assert "narrator" not in by_id
@@ -312,7 +316,7 @@ def test_a_book_quoting_with_single_marks_has_its_quotations_found(nlp, opening,
 
 def test_a_book_quoting_with_guillemets_has_its_quotations_found(nlp):
     book = single_quoted("«", "»")
-    assert characters.quote_style(book.text, characters._paragraphs(book.sentences)) is characters.DOUBLE_QUOTES
+    assert style_of(book) is characters.DOUBLE_QUOTES
     found, by_id = find(book, nlp)
     assert "narrator" not in by_id
     jane = by_alias(found, "Jane")
@@ -327,7 +331,7 @@ def test_a_book_opening_speech_with_a_dash_has_its_speech_and_speakers_found(nlp
         [f"{dash}I am your aunt, Mrs. Reed said.", "You will stay."],
         "Jane looked at the door, and Mrs. Reed went out.",
     )
-    assert characters.quote_style(book.text, characters._paragraphs(book.sentences)) is characters.DASH_QUOTES
+    assert style_of(book) is characters.DASH_QUOTES
     found, by_id = find(book, nlp)
     # Read as narration, the speeches' I's made a first-person narrator of a third-person book.
     assert "narrator" not in by_id
@@ -340,13 +344,13 @@ def test_a_book_opening_speech_with_a_dash_has_its_speech_and_speakers_found(nlp
 def test_apostrophes_do_not_make_a_double_quoted_book_single_quoted(nlp):
     book = make_book("'Tis the season, and Jane's aunt was at home.", "\"I will not stay,\" said Jane.",
                      "\"Nor I,\" said Mrs. Reed.")
-    assert characters.quote_style(book.text, characters._paragraphs(book.sentences)) is characters.DOUBLE_QUOTES
+    assert style_of(book) is characters.DOUBLE_QUOTES
 
 
 def quoted_texts(book: BookText) -> list[str]:
-    marks = characters.quote_style(book.text, characters._paragraphs(book.sentences))
-    return [book.text[s:e] for s, e in characters._quote_ranges(book.text, characters._paragraphs(book.sentences),
-                                                                    marks)]
+    paragraphs = characters._paragraphs(book.sentences)
+    marks = characters.quote_style(book.text, paragraphs)
+    return [book.text[s:e] for s, e in characters._quote_ranges(book.text, paragraphs, marks)]
 
 
 def test_a_quotation_three_deep_takes_the_outer_marks_and_does_not_close_the_outer_one(nlp):
@@ -363,7 +367,7 @@ def test_a_quotation_three_deep_takes_the_outer_marks_and_does_not_close_the_out
 def test_a_quotation_three_deep_in_a_book_quoting_with_single_marks():
     account = "‘“He came back drunk. ‘You are of age,’ he said to her. I screamed.”’ Then Gregson stopped."
     book = make_book("‘I met Gregson,’ said Holmes.", account, "‘Go on,’ said Holmes.")
-    assert characters.quote_style(book.text, characters._paragraphs(book.sentences)) is characters.SINGLE_QUOTES
+    assert style_of(book) is characters.SINGLE_QUOTES
     assert quoted_texts(book)[1] == account[:account.index(" Then")]
 
 

@@ -810,17 +810,19 @@ def _single_match(form: _Form, cluster: _Cluster) -> int:
             return _first_names_match(word, cluster.names[0], formal)
         # "Mr. Thaddeus" for Thaddeus Sholto (and Poirot's "Monsieur Lawrence" for Lawrence Cavendish), but only when
         # no surname fits: "Colonel Fitzwilliam" is no Darcy.
-        mister = ENGLISH_TITLE.get(form.title, form.title) == "Mr"
-        return 3 if mister and word == plain_name(cluster.names[0]) else 0
+        return 3 if _english(form.title) == "Mr" and word == plain_name(cluster.names[0]) else 0
     other = plain_name(cluster.names[0])
     if word == other:
         # "Knightley" joins "Mr. Knightley"; "Mrs. Knightley" never joins "Mr. Knightley", and "Madame Knightley"
         # joins "Mrs. Knightley".
-        same_title = ENGLISH_TITLE.get(form.title, form.title) == ENGLISH_TITLE.get(cluster.title, cluster.title)
-        return 1 if form.title is None or cluster.title is None or same_title else 0
+        return int(form.title is None or cluster.title is None or _english(form.title) == _english(cluster.title))
     if form.title is None and (cluster.title is None or TITLES[cluster.title][1]):
         return _first_names_match(word, other, formal)
     return 0
+
+
+def _english(title: str | None) -> str | None:
+    return ENGLISH_TITLE.get(title, title)
 
 
 def _display(cluster: _Cluster) -> str:
