@@ -36,6 +36,7 @@ from .train import encode, train_lora
 
 GUIDE_FILE = "guide.json"
 ENCODER_FILE = "encoder.json"  # an encoder guide (guides/encoder.py)
+ENSEMBLE_FILE = "ensemble.json"  # a mixture of guides (guides/ensemble.py)
 LONG_TAIL = "long_tail"  # a head-only guide's answer for "a rarer relation than those I was trained on"
 FORMAT = 1
 SHIPPED = Path(__file__).resolve().parent / "adapters"
@@ -46,19 +47,19 @@ class GuideError(ValueError):
 
 
 def _is_guide(path: Path) -> bool:
-    return (path / GUIDE_FILE).is_file() or (path / ENCODER_FILE).is_file()
+    return any((path / name).is_file() for name in (GUIDE_FILE, ENCODER_FILE, ENSEMBLE_FILE))
 
 
 def guide_path(spec: str | Path) -> Path:
     """A shipped guide's name (a folder under guides/adapters) or a path to a guide folder: a language-model
-    guide (guide.json) or an encoder guide (encoder.json)."""
+    guide (guide.json), an encoder guide (encoder.json) or a mixture of guides (ensemble.json)."""
     path = Path(spec).expanduser()
     if not path.exists() and (SHIPPED / str(spec)).is_dir():
         path = SHIPPED / str(spec)
     if not _is_guide(path):
         shipped = sorted(p.name for p in SHIPPED.glob("*") if _is_guide(p)) if SHIPPED.is_dir() else []
-        raise GuideError(f"{path}: not a guide folder (no {GUIDE_FILE} or {ENCODER_FILE}); shipped guides: "
-                         f"{', '.join(shipped) or 'none'}")
+        raise GuideError(f"{path}: not a guide folder (no {GUIDE_FILE}, {ENCODER_FILE} or {ENSEMBLE_FILE}); "
+                         f"shipped guides: {', '.join(shipped) or 'none'}")
     return path
 
 
@@ -81,8 +82,14 @@ def shipped_guide(schema: Schema, model: str) -> Path | None:
 
 
 def guide_identity(path: str | Path) -> str:
-    """A content hash of what decides a guide's predictions: its metadata and weight files."""
+    """A content hash of what decides a guide's predictions: its metadata and weight files (an ensemble's:
+    its own file and its members' identities)."""
     path = Path(path)
+    if (path / ENSEMBLE_FILE).is_file():
+        from .ensemble import member_spec, read_ensemble
+
+        members = [guide_identity(guide_path(member_spec(path, m["guide"]))) for m in read_ensemble(path)["members"]]
+        return content_key(file_sha256(path / ENSEMBLE_FILE), *members)
     files = sorted(f for f in path.rglob("*") if f.name in (GUIDE_FILE, ENCODER_FILE) or f.suffix == ".safetensors")
     return content_key(*(f"{f.relative_to(path)}:{file_sha256(f)}" for f in files))
 
@@ -110,6 +117,11 @@ def load_guide(spec: str | Path, config: Config | None = None, *, expect_schema:
     config = config or Config()
     if (guide_path(spec) / ENCODER_FILE).is_file():
         return _load_encoder(guide_path(spec), expect_schema)
+    if (guide_path(spec) / ENSEMBLE_FILE).is_file():
+        from .ensemble import load_ensemble
+
+        return load_ensemble(guide_path(spec), lambda member, schema: load_guide(member, config, expect_schema=schema),
+                             expect_schema)
     path, meta, schema, base = _checked_guide(spec, config, expect_schema)
     four_bit = torch.cuda.is_available() if config.four_bit is None else config.four_bit
     model, tokenizer = load_model(base, cache_root(config.cache_dir), four_bit=four_bit)
@@ -128,8 +140,8 @@ def served_guide(spec: str | Path, url: str, config: Config | None = None, *, ex
     from .endpoint import EndpointScorer
 
     config = config or Config()
-    if (guide_path(spec) / ENCODER_FILE).is_file():
-        raise GuideError(f"{guide_path(spec)}: an encoder guide runs locally (it is fast on a CPU); only a "
+    if not (guide_path(spec) / GUIDE_FILE).is_file():
+        raise GuideError(f"{guide_path(spec)}: an encoder guide or an ensemble runs locally; only a "
                          "language-model guide can be served by a completions endpoint")
     path, meta, schema, base = _checked_guide(spec, config, expect_schema)
     tokenizer = AutoTokenizer.from_pretrained(base)

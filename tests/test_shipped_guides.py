@@ -108,3 +108,29 @@ def test_auto_picks_the_shipped_guide_with_the_best_dev_score(tmp_path, monkeypa
     write("named_only", "guide.json", {"schema": {"name": schema.id}, "base_model": {"name": "smollm2"},
                                        "temperature": 1.0, "dev": {"micro_f1": 0.90}, "auto": False})
     assert guide_module.shipped_guide(schema, "smollm2") == tmp_path / "enc"
+
+
+ENSEMBLE_NAMES = sorted(p.parent.name for p in SHIPPED.glob("*/ensemble.json"))
+
+
+@pytest.mark.parametrize("name", ENSEMBLE_NAMES)
+def test_shipped_ensemble_mixes_shipped_guides_of_its_schema(name):
+    from guides.ensemble import read_ensemble
+
+    meta = read_ensemble(SHIPPED / name)
+    assert "## Choice" in (SHIPPED / name / "README.md").read_text()
+    for member in meta["members"]:
+        folder = SHIPPED / member["guide"]
+        found = [json.loads((folder / f).read_text()) for f in ("guide.json", "encoder.json") if (folder / f).is_file()]
+        assert found, f"{name}: member {member['guide']} is not a shipped guide"
+        schema = found[0]["schema"].get("name") or found[0]["schema"].get("id")
+        assert schema == meta["schema"]
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("name", ENSEMBLE_NAMES)
+def test_shipped_ensemble_reads_family_ties(name, model_cache):
+    from collab.config import Config
+    from guides.guide import load_guide
+
+    _reads_family_ties(load_guide(name, Config(cache_dir=model_cache)))
