@@ -98,3 +98,11 @@ def test_an_ensemble_folder_is_a_guide_whose_identity_follows_its_weights(tmp_pa
     _write(folder, members=[{"guide": "characters-smollm2-enum", "weight": 0.8},
                             {"guide": "characters-minilm", "weight": 0.2}])
     assert guide_identity(folder) != before
+
+
+def test_an_ensemble_is_not_served_by_an_endpoint(tmp_path):
+    from guides.guide import served_guide
+
+    folder = _write(tmp_path / "mix")
+    with pytest.raises(GuideError, match="runs locally"):
+        served_guide(folder, "http://127.0.0.1:9/v1")
