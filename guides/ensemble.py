@@ -9,7 +9,7 @@ adaptively, so a better ranking means fewer candidates for the same recall. The 
      "members": [{"guide": "characters-smollm2-enum", "weight": 0.9}, {"guide": "characters-minilm", "weight": 0.1}]}
 
 A member is a shipped guide's name or a path relative to the ensemble's folder. The members must score the
-same labels, so the mixture is a distribution over them.
+same labels, so the mixture is a distribution over them, and all of them (no head-only guide).
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from collab.data import Pair, Prediction
 
-from .guide import ENSEMBLE_FILE, GuideError
+from .guide import ENSEMBLE_FILE, LONG_TAIL, GuideError
 
 FORMAT = 1
 CHUNK = 256  # pairs per member call: long enough for each member's own batching and length sorting
@@ -30,7 +30,10 @@ CHUNK = 256  # pairs per member call: long enough for each member's own batching
 def read_ensemble(folder: Path) -> dict:
     """ensemble.json, checked: format, a schema, at least two members with positive weights summing to 1."""
     path = folder / ENSEMBLE_FILE
-    meta = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise GuideError(f"{path}: line {err.lineno}: not valid JSON ({err.msg})") from None
     if meta.get("format") != FORMAT:
         raise GuideError(f"{path}: format {meta.get('format')!r}; this collab reads format {FORMAT}")
     members = meta.get("members")
@@ -75,6 +78,8 @@ class EnsembleGuide:
 
     def _mixed(self, pair: Pair, predictions: Sequence[Prediction]) -> Prediction:
         labels = set(predictions[0].distribution)
+        if LONG_TAIL in labels:  # "something rarer" means something else to each head-only guide
+            raise ValueError(f"pair {pair.id}: a head-only guide (it answers {LONG_TAIL}) cannot be mixed")
         for prediction in predictions[1:]:
             if set(prediction.distribution) != labels:
                 raise ValueError(f"pair {pair.id}: the ensemble's members score different labels "

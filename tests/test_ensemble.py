@@ -55,6 +55,8 @@ def test_members_that_score_different_labels_are_refused():
     other = FakeGuide({pair.id: {"friend_of": 0.5, "long_tail": 0.4, "no_relation": 0.1}})
     with pytest.raises(ValueError, match="members score different labels"):
         EnsembleGuide([one, other], [0.5, 0.5]).predict([pair])
+    with pytest.raises(ValueError, match="head-only guide"):
+        EnsembleGuide([other, other], [0.5, 0.5]).predict([pair])
 
 
 def _write(folder, **meta):
@@ -77,6 +79,14 @@ def test_a_bad_ensemble_file_names_the_file_and_the_field(tmp_path, meta, messag
     with pytest.raises(GuideError, match=message) as err:
         load_ensemble(folder, lambda spec, schema: None, None)
     assert str(folder / ENSEMBLE_FILE) in str(err.value)
+
+
+def test_an_ensemble_file_that_is_not_json_names_the_file_and_line(tmp_path):
+    folder = tmp_path / "mix"
+    folder.mkdir()
+    (folder / ENSEMBLE_FILE).write_text('{"format": 1,\n "members": [}')
+    with pytest.raises(GuideError, match=r"ensemble.json: line 2: not valid JSON"):
+        load_ensemble(folder, lambda spec, schema: None, None)
 
 
 def test_members_load_from_the_folder_or_by_name_for_the_ensembles_schema(tmp_path):
