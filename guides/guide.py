@@ -115,12 +115,13 @@ def load_guide(spec: str | Path, config: Config | None = None, *, expect_schema:
     from peft import PeftModel
 
     config = config or Config()
-    if (guide_path(spec) / ENCODER_FILE).is_file():
-        return _load_encoder(guide_path(spec), expect_schema)
-    if (guide_path(spec) / ENSEMBLE_FILE).is_file():
+    folder = guide_path(spec)
+    if (folder / ENCODER_FILE).is_file():
+        return _load_encoder(folder, expect_schema)
+    if (folder / ENSEMBLE_FILE).is_file():
         from .ensemble import load_ensemble
 
-        return load_ensemble(guide_path(spec), lambda member, schema: load_guide(member, config, expect_schema=schema),
+        return load_ensemble(folder, lambda member, schema: load_guide(member, config, expect_schema=schema),
                              expect_schema)
     path, meta, schema, base = _checked_guide(spec, config, expect_schema)
     four_bit = torch.cuda.is_available() if config.four_bit is None else config.four_bit
