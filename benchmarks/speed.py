@@ -16,10 +16,11 @@ label token, 2 x hidden x vocabulary per scored position, and, as model-FLOP uti
 mask; padding and masked-out keys not counted), and its share of the fp32 matmul peak measured here at the
 model's own matrix shapes; `share_of_peak_weights_only` leaves attention out.
 
-The guide runs twice: as it is, where pairs of one sentence share a batch row, and with that sharing off
-(`unshared_*`), with the answers compared. `--book-pairs` takes the pair sentences of a `books` run (its
-stages/pairs.json, in book order) instead of a labelled split: there a sentence often names three or more
-characters, so several pairs share it; with no gold, F1 is not reported.
+The guide runs three times: as it is, where pairs of one sentence share a batch row and batches run side by
+side on one-thread workers (one per torch thread), with that sharing off (`unshared_*`), and one batch at a
+time on all the threads (`one_batch_at_a_time_*`), with the answers compared. `--book-pairs` takes the pair
+sentences of a `books` run (its stages/pairs.json, in book order) instead of a labelled split: there a sentence
+often names three or more characters, so several pairs share it; with no gold, F1 is not reported.
 """
 from __future__ import annotations
 
@@ -104,6 +105,11 @@ def main() -> None:
     unshared = scorer.predict(pairs, args.batch_size)
     unshared_seconds = time.perf_counter() - start
     scorer.share_sentences = True
+    scorer.workers = 1
+    start = time.perf_counter()
+    serial = scorer.predict(pairs, args.batch_size)
+    serial_seconds = time.perf_counter() - start
+    scorer.workers = None
     texts = [p.text for p in pairs]
 
     labels = set(schema.label_names)
@@ -141,6 +147,11 @@ def main() -> None:
         "sharing_speedup": round(unshared_seconds / scored_seconds, 2),
         "unshared_same_answers": [p.relation for p in unshared] == [p.relation for p in predictions],
         "unshared_max_probability_gap": max(abs(a.confidence - b.confidence) for a, b in zip(unshared, predictions)),
+        "one_batch_at_a_time_pairs_per_s": round(len(pairs) / serial_seconds, 3),
+        "workers_speedup": round(serial_seconds / scored_seconds, 2),
+        "one_batch_at_a_time_same_answers": [p.relation for p in serial] == [p.relation for p in predictions],
+        "one_batch_at_a_time_max_probability_gap": max(abs(a.confidence - b.confidence)
+                                                       for a, b in zip(serial, predictions)),
         "naive_generate_micro_f1": micro_f1({p.id: parsed(a) or a.strip() or "(empty)"
                                              for p, a in zip(pairs, answers)}),
         "scored_micro_f1": micro_f1({p.id: pred.relation for p, pred in zip(pairs, predictions)}),

@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import copy
 import inspect
+import os
+import threading
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, Iterator
 
@@ -51,12 +54,18 @@ class LabelScorer:
 
     `share_sentences`: pairs of one batch with the same text run their common prompt tokens once (see
     `label_scores_batch`); off, each pair has a row of its own (the same scores, for speed comparisons).
+
+    `workers`: on a CPU, batches are scored this many at once, each on a thread of its own that runs torch on one
+    core; None: one per torch thread. Two threads splitting every small product meet at each of them, and a
+    forward pass is hundreds of small products, so one core a batch does the same work sooner (same answers,
+    `BENCHMARKS.md`). 1: one batch at a time on all of torch's threads.
     """
 
     def __init__(self, model: Any, tokenizer: Any, labels: Sequence[str], *, template: str = "slm/zero_shot.v1",
                  label_batch: int = 64, reuse_prefix: bool = True, tree: bool = True,
                  temperature: float = 1.0, never_final: str | None = None,
-                 demonstrations: Callable[[Pair], Sequence[Pair]] | None = None, share_sentences: bool = True):
+                 demonstrations: Callable[[Pair], Sequence[Pair]] | None = None, share_sentences: bool = True,
+                 workers: int | None = None):
         labels = tuple(labels)
         if not labels:
             raise ValueError("LabelScorer needs at least one label")
@@ -69,6 +78,8 @@ class LabelScorer:
             raise ValueError(f"temperature must be positive, not {temperature}")
         if never_final is not None and never_final not in labels:
             raise ValueError(f"never_final label {never_final!r} is not among the labels")
+        if workers is not None and workers < 1:
+            raise ValueError(f"workers must be at least 1, not {workers}")
         self.model, self.tokenizer, self.labels, self.temperature = model, tokenizer, labels, temperature
         self.never_final = never_final
         self.template = load_template(template)
@@ -90,6 +101,10 @@ class LabelScorer:
         self.shared_prefix: list[int] = self._shared_prefix() if reuse_prefix else []
         self._prefix_cache: Any = None
         self._prefix_stamp: Any = None
+        self._prefix_lock = threading.Lock()  # workers share one prefix cache: the first to need it builds it
+        self.workers = workers
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_key: tuple[int, int] | None = None
 
     # ------------------------------------------------------------------------------------------ prompts
     def render(self, pair: Pair) -> RenderedPrompt:
@@ -230,12 +245,13 @@ class LabelScorer:
     def _prefix_kv(self, device: torch.device) -> Any:
         """A fresh copy of the shared prefix's KV cache, (re)built when the device or the weights changed."""
         stamp = (device, _weights_version(self.model))
-        if self._prefix_cache is None or self._prefix_stamp != stamp:
-            prefix = torch.tensor([self.shared_prefix], dtype=torch.long, device=device)
-            kwargs = {"logits_to_keep": 1} if self._keeps_logits else {}
-            self._prefix_cache = self.model(input_ids=prefix, use_cache=True, **kwargs).past_key_values
-            self._prefix_stamp = stamp
-        return copy.deepcopy(self._prefix_cache)
+        with self._prefix_lock:
+            if self._prefix_cache is None or self._prefix_stamp != stamp:
+                prefix = torch.tensor([self.shared_prefix], dtype=torch.long, device=device)
+                kwargs = {"logits_to_keep": 1} if self._keeps_logits else {}
+                self._prefix_cache = self.model(input_ids=prefix, use_cache=True, **kwargs).past_key_values
+                self._prefix_stamp = stamp
+            return copy.deepcopy(self._prefix_cache)
 
     def _run_prompt(self, ids: list[int], device: torch.device) -> Any:
         """The prompt's forward pass (last position's logits only), starting from the shared prefix's cache."""
@@ -415,9 +431,39 @@ class LabelScorer:
         length = {row: _row_length(prompts_of_row) for row, prompts_of_row in prompts.items()}
         order = sorted(range(len(pairs)), key=lambda i: (length[rows[i]], pairs[i].text))
         scores = torch.empty((len(pairs), len(self.labels)), dtype=torch.float64)
-        for batch in _batches(order, rows, batch_size):
-            scores[batch] = self.label_scores_batch([pairs[i] for i in batch], [ids[i] for i in batch]).double()
+        batches = list(_batches(order, rows, batch_size))
+        pool = self._workers_pool()
+        with _eval_mode(self.model):  # here, not in each worker: one worker must not put training mode back mid-pass
+            done = (pool.map if pool else map)(
+                lambda batch: self.label_scores_batch([pairs[i] for i in batch], [ids[i] for i in batch]), batches)
+            for batch, batch_scores in zip(batches, done):
+                scores[batch] = batch_scores.double()
         return scores
+
+    def _workers_pool(self) -> ThreadPoolExecutor | None:
+        """The threads that score batches side by side (see `workers`), each running torch on one thread; None
+        where batches go one at a time."""
+        n = self.workers or torch.get_num_threads()
+        if n == 1 or self.model is None or _device(self.model).type != "cpu":
+            return None
+        if self._pool_key != (n, os.getpid()):  # a forked child has the object but not its threads
+            if self._pool and self._pool_key[1] == os.getpid():
+                self._pool.shutdown()
+            self._pool, self._pool_key = ThreadPoolExecutor(n, thread_name_prefix="guide-scoring"), (n, os.getpid())
+            threads = torch.get_num_threads()
+            ready = threading.Barrier(n)  # each of the n threads takes exactly one of the n set-ups
+
+            def one_torch_thread() -> None:
+                # torch's thread count is per thread, but a thread takes the last count set anywhere when it
+                # first asks for it: ask now, before this thread's count is put back below
+                torch.set_num_threads(1)
+                torch.get_num_threads()
+                ready.wait()
+
+            for future in [self._pool.submit(one_torch_thread) for _ in range(n)]:
+                future.result()
+            torch.set_num_threads(threads)
+        return self._pool
 
 
 def _windows(pairs: Iterable[Pair], size: int) -> Iterator[list[Pair]]:
@@ -628,9 +674,11 @@ def _device(model: Any) -> torch.device:
 
 @contextmanager
 def _eval_mode(model: Any) -> Iterator[None]:
-    """Eval mode (no dropout) while scoring; a model that was training goes back to training afterwards."""
-    was_training = model.training
-    model.eval()
+    """Eval mode (no dropout) while scoring; a model that was training goes back to training afterwards. No model
+    (the scores come from an endpoint): nothing to switch."""
+    was_training = model is not None and model.training
+    if model is not None:
+        model.eval()
     try:
         yield
     finally:

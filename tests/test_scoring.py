@@ -310,6 +310,48 @@ def test_raw_scores_for_calibration_are_in_input_order_and_untempered(smollm2_to
         torch.testing.assert_close(got, scorer.naive_label_scores(pair), rtol=1e-7, atol=1e-9)
 
 
+@pytest.mark.model
+@pytest.mark.parametrize("tree", [True, False], ids=["trie", "padded"])
+def test_batches_scored_side_by_side_on_one_thread_each_give_the_same_answers(smollm2_tokenizer, tree):
+    """On a CPU, batches run at once on worker threads of one torch thread each: they really overlap, the
+    caller keeps its thread count, and every pair gets the scores of batches run one at a time."""
+    import threading
+
+    import torch
+
+    model = _tiny_model(smollm2_tokenizer, "sdpa")
+    pairs = [PAIRS[0], LONGER, SHARED_PAIRS[0], PAIRS[2], SHARED_PAIRS[1], PAIRS[1], LONGER]
+    alone = LabelScorer(model, smollm2_tokenizer, SEMEVAL, tree=tree, workers=1).predict(pairs, batch_size=1)
+    scorer = LabelScorer(model, smollm2_tokenizer, SEMEVAL, tree=tree, workers=3)
+    overlap, seen, score = threading.Barrier(2, timeout=30), [], scorer.label_scores_batch
+
+    def watched(batch, prompts=None):
+        seen.append((threading.get_ident(), torch.get_num_threads()))
+        if len(seen) <= 2:
+            overlap.wait()  # the first two batches must be running at the same time, or this times out
+        return score(batch, prompts)
+
+    scorer.label_scores_batch = watched
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        together = scorer.predict(pairs, batch_size=1)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+    assert len(seen) == len({p.text for p in pairs}) and len({ident for ident, _ in seen}) > 1  # a batch a text
+    assert {count for _, count in seen} == {1}
+    assert [p.id for p in together] == [p.id for p in pairs]
+    for a, b in zip(alone, together):
+        assert a.relation == b.relation
+        assert all(abs(a.distribution[k] - b.distribution[k]) < 1e-12 for k in a.distribution)
+
+
+def test_workers_must_be_at_least_one():
+    with pytest.raises(ValueError, match="workers must be at least 1"):
+        LabelScorer(None, None, ["A"], workers=0)
+
+
 def test_temperature_must_be_positive():
     with pytest.raises(ValueError, match="temperature must be positive"):
         LabelScorer(None, None, ["A"], temperature=0)
