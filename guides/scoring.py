@@ -55,10 +55,10 @@ class LabelScorer:
     `share_sentences`: pairs of one batch with the same text run their common prompt tokens once (see
     `label_scores_batch`); off, each pair has a row of its own (the same scores, for speed comparisons).
 
-    `workers`: on a CPU, batches are scored this many at once, each on a thread of its own that runs torch on one
-    core; None: one per torch thread. Two threads splitting every small product meet at each of them, and a
-    forward pass is hundreds of small products, so one core a batch does the same work sooner (same answers,
-    `BENCHMARKS.md`). 1: one batch at a time on all of torch's threads.
+    `workers`: on a CPU (with the trie), batches are scored this many at once, each on a thread of its own that
+    runs torch on one core; None: one per torch thread. Two threads splitting every small product meet at each
+    of them, and a forward pass is hundreds of small products, so one core a batch does the same work sooner
+    (same answers, `BENCHMARKS.md`). 1: one batch at a time on all of torch's threads.
     """
 
     def __init__(self, model: Any, tokenizer: Any, labels: Sequence[str], *, template: str = "slm/zero_shot.v1",
@@ -444,7 +444,8 @@ class LabelScorer:
         """The threads that score batches side by side (see `workers`), each running torch on one thread; None
         where batches go one at a time."""
         n = self.workers or torch.get_num_threads()
-        if n == 1 or self.model is None or _device(self.model).type != "cpu":
+        # without the trie a batch renders and tokenizes its prompts itself, and neither may run on two threads
+        if n == 1 or self.model is None or _device(self.model).type != "cpu" or not self.tree:
             return None
         if self._pool_key != (n, os.getpid()):  # a forked child has the object but not its threads
             if self._pool and self._pool_key[1] == os.getpid():

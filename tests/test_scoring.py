@@ -311,8 +311,7 @@ def test_raw_scores_for_calibration_are_in_input_order_and_untempered(smollm2_to
 
 
 @pytest.mark.model
-@pytest.mark.parametrize("tree", [True, False], ids=["trie", "padded"])
-def test_batches_scored_side_by_side_on_one_thread_each_give_the_same_answers(smollm2_tokenizer, tree):
+def test_batches_scored_side_by_side_on_one_thread_each_give_the_same_answers(smollm2_tokenizer):
     """On a CPU, batches run at once on worker threads of one torch thread each: they really overlap, the
     caller keeps its thread count, and every pair gets the scores of batches run one at a time."""
     import threading
@@ -321,8 +320,8 @@ def test_batches_scored_side_by_side_on_one_thread_each_give_the_same_answers(sm
 
     model = _tiny_model(smollm2_tokenizer, "sdpa")
     pairs = [PAIRS[0], LONGER, SHARED_PAIRS[0], PAIRS[2], SHARED_PAIRS[1], PAIRS[1], LONGER]
-    alone = LabelScorer(model, smollm2_tokenizer, SEMEVAL, tree=tree, workers=1).predict(pairs, batch_size=1)
-    scorer = LabelScorer(model, smollm2_tokenizer, SEMEVAL, tree=tree, workers=3)
+    alone = LabelScorer(model, smollm2_tokenizer, SEMEVAL, workers=1).predict(pairs, batch_size=1)
+    scorer = LabelScorer(model, smollm2_tokenizer, SEMEVAL, workers=3)
     overlap, seen, score = threading.Barrier(2, timeout=30), [], scorer.label_scores_batch
 
     def watched(batch, prompts=None):
