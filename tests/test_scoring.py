@@ -322,11 +322,13 @@ def test_batches_scored_side_by_side_on_one_thread_each_give_the_same_answers(sm
     pairs = [PAIRS[0], LONGER, SHARED_PAIRS[0], PAIRS[2], SHARED_PAIRS[1], PAIRS[1], LONGER]
     alone = LabelScorer(model, smollm2_tokenizer, SEMEVAL, workers=1).predict(pairs, batch_size=1)
     scorer = LabelScorer(model, smollm2_tokenizer, SEMEVAL, workers=3)
-    overlap, seen, score = threading.Barrier(2, timeout=30), [], scorer.label_scores_batch
+    overlap, lock, seen, score = threading.Barrier(2, timeout=30), threading.Lock(), [], scorer.label_scores_batch
 
     def watched(batch, prompts=None):
-        seen.append((threading.get_ident(), torch.get_num_threads()))
-        if len(seen) <= 2:
+        with lock:
+            seen.append((threading.get_ident(), torch.get_num_threads()))
+            first_two = len(seen) <= 2
+        if first_two:
             overlap.wait()  # the first two batches must be running at the same time, or this times out
         return score(batch, prompts)
 
