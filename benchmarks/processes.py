@@ -6,10 +6,11 @@ On a small CPU the two threads of one process meet at every small operation (nor
 short rows) and lose time there; one process a core, each with one thread, does not, and neither do the one-thread
 workers the scorer runs batches on within one process (`LabelScorer.workers`; the one-process run here uses them,
 as `predict` does). This measures both on the same pairs and machine: pairs/s, GFLOP/s (counted as `speed.py`
-counts them) and the share of the fp32 matmul peak that `speed.py` measures with all the threads, and checks that
-both give the same answers. The processes each load the guide, split the pairs by sentence (so a sentence's pairs
-stay in one process) and start timing together; the split run's time is its slowest process's. Model loading is
-not timed. Prints one JSON object for BENCHMARKS.md.
+counts them) and the share of the fp32 matmul peak that `speed.py` measures (the better of one product on all
+the threads and one product a thread side by side), and checks that both give the same answers. The processes
+each load the guide, split the pairs by sentence (so a sentence's pairs stay in one process) and start timing
+together; the split run's time is its slowest process's. Model loading is not timed. Prints one JSON object for
+BENCHMARKS.md.
 """
 from __future__ import annotations
 
