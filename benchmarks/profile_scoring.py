@@ -1,15 +1,17 @@
 """Where the guide's scoring time goes: the share of CPU time per kind of operation, under torch.profiler.
 
-    python benchmarks/profile_scoring.py --data semeval:test --n 200 --threads 2
+    python benchmarks/profile_scoring.py --data semeval:test --n 200
     python benchmarks/profile_scoring.py --book-pairs out/books/<book>/stages/pairs.json --schema characters \
-        --guide characters-smollm2-cued --n 400 --threads 2
+        --guide characters-smollm2-cued --n 400
 
 `speed.py` measures how much of the matmul peak the guide reaches; this says what the rest goes to, so the
 two inputs (short SemEval sentences, a novel's sentences where several pairs share a row) can be compared:
 matrix products (the work counted as useful), attention, and the norms, activations, copies and masks
 around them; and the share of the tokens computed that are padding (rows of one batch run to one width).
 Times are the operators' own CPU time (children excluded), summed over the run; profiling slows the run, so
-its wall time is no speed figure. Prints one JSON object.
+its wall time is no speed figure. torch's profiler records only the thread that starts it, not the scorer's
+workers, so the run is profiled as one of those workers runs: one batch at a time on one torch thread
+(`--threads` is ignored). Prints one JSON object.
 """
 from __future__ import annotations
 
@@ -60,7 +62,9 @@ def main() -> None:
 
     from guides.scoring import _row_length
 
+    args.threads = 1
     _, _, pairs, scorer = pairs_and_scorer(args)
+    scorer.workers = 1  # on the profiler's own thread
     scorer.predict(pairs[:args.batch_size], args.batch_size)  # warm-up, as in speed.py
     computed = []  # tokens each forward pass runs, padding included (the shared prefix is cached by now)
     hook = scorer.model.register_forward_pre_hook(
@@ -80,7 +84,7 @@ def main() -> None:
     real = sum(lengths) + label_nodes(scorer) * len(pairs)
     print(json.dumps({
         "date": datetime.date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
-        f"{args.threads} torch threads", "command": "python " + " ".join(sys.argv),
+        "1 torch thread (one worker's view)", "command": "python " + " ".join(sys.argv),
         "data": args.book_pairs or args.data, "pairs": len(pairs), "rows": len(rows),
         "mean_row_tokens": round(sum(lengths) / len(lengths), 1), "max_row_tokens": max(lengths),
         "padding_share": round(1 - real / sum(computed), 3),
