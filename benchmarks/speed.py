@@ -267,7 +267,7 @@ def _products_rate(model, tokens: int, seconds: float, side_by_side: int, thread
     """GFLOP/s of `side_by_side` threads each repeating one MLP-shaped product on `threads_each` torch threads."""
     import torch
 
-    config, threads = model.config, torch.get_num_threads()
+    config = model.config
     flop = 2.0 * tokens * config.hidden_size * config.intermediate_size
     start, done = threading.Barrier(side_by_side), [0] * side_by_side
 
@@ -288,7 +288,6 @@ def _products_rate(model, tokens: int, seconds: float, side_by_side: int, thread
         worker.start()
     for worker in workers:
         worker.join()
-    torch.set_num_threads(threads)  # a thread's setting can reach the caller's pool; give it back its own
     return flop * sum(done) / 1e9
 
 
