@@ -348,6 +348,48 @@ def test_batches_scored_side_by_side_on_one_thread_each_give_the_same_answers(sm
         assert all(abs(a.distribution[k] - b.distribution[k]) < 1e-12 for k in a.distribution)
 
 
+@pytest.mark.model
+def test_workers_get_the_next_windows_batches_before_a_window_is_handed_out(smollm2_tokenizer, monkeypatch):
+    """With one pair a window, the first window's batch waits until the second window's batch has started: it
+    can only start if the second window was queued before the first one's scores were awaited. The answers are
+    those of one batch at a time, and a caller that stops early gets training mode back with nothing left
+    running."""
+    import threading
+
+    import guides.scoring as scoring
+
+    monkeypatch.setattr(scoring, "WINDOW_BATCHES", 1)
+    model = _tiny_model(smollm2_tokenizer, "sdpa")
+    pairs = [PAIRS[0], PAIRS[1], LONGER, PAIRS[2]]
+    alone = LabelScorer(model, smollm2_tokenizer, SEMEVAL, workers=1).predict(pairs, batch_size=1)
+    scorer = LabelScorer(model, smollm2_tokenizer, SEMEVAL, workers=2)
+    second_started, running, score = threading.Event(), [], scorer.label_scores_batch
+
+    def watched(batch, prompts=None):
+        running.append(batch[0].id)
+        if batch[0].id == pairs[1].id:
+            second_started.set()
+        if batch[0].id == pairs[0].id:
+            assert second_started.wait(timeout=30), "the second window was not queued before the first was awaited"
+        try:
+            return score(batch, prompts)
+        finally:
+            running.remove(batch[0].id)
+
+    scorer.label_scores_batch = watched
+    together = scorer.predict(pairs, batch_size=1)
+    assert [p.id for p in together] == [p.id for p in pairs]
+    for a, b in zip(alone, together):
+        assert a.relation == b.relation
+        assert all(abs(a.distribution[k] - b.distribution[k]) < 1e-12 for k in a.distribution)
+
+    model.train()
+    stream = scorer.iter_predict(pairs, batch_size=1)
+    assert next(stream).id == pairs[0].id
+    stream.close()
+    assert model.training and running == []
+
+
 def test_workers_must_be_at_least_one():
     with pytest.raises(ValueError, match="workers must be at least 1"):
         LabelScorer(None, None, ["A"], workers=0)
