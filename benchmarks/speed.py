@@ -21,9 +21,9 @@ shared machine the peak moves by a quarter from one measurement to the next.
 The guide runs three ways: as it is (the timed rounds above), where pairs of one sentence share a batch row
 and batches run side by side on one-thread workers (one per torch thread), with that sharing off
 (`unshared_*`), and one batch at a time on all the threads (`one_batch_at_a_time_*`), with the answers
-compared. `--book-pairs` takes the pair
-sentences of a `books` run (its stages/pairs.json, in book order) instead of a labelled split: there a sentence
-often names three or more characters, so several pairs share it; with no gold, F1 is not reported.
+compared. `--book-pairs` takes the pair sentences of a `books` run (its stages/pairs.json, in book order)
+instead of a labelled split: there a sentence often names three or more characters, so several pairs share
+it; with no gold, F1 is not reported.
 """
 from __future__ import annotations
 
