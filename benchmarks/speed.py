@@ -270,7 +270,7 @@ def _products_rate(model, tokens: int, seconds: float, side_by_side: int, thread
 
     config = model.config
     flop = 2.0 * tokens * config.hidden_size * config.intermediate_size
-    start, done = threading.Barrier(side_by_side), [0] * side_by_side
+    start, rates = threading.Barrier(side_by_side), [0.0] * side_by_side  # products per second, by thread
 
     def repeat(slot: int) -> None:
         torch.set_num_threads(threads_each)
@@ -278,18 +278,18 @@ def _products_rate(model, tokens: int, seconds: float, side_by_side: int, thread
         b = torch.randn(config.hidden_size, config.intermediate_size)
         a @ b
         start.wait()
-        began = time.perf_counter()
+        done, began = 0, time.perf_counter()
         while time.perf_counter() - began < seconds:
             a @ b
-            done[slot] += 1
-        done[slot] /= time.perf_counter() - began
+            done += 1
+        rates[slot] = done / (time.perf_counter() - began)
 
     workers = [threading.Thread(target=repeat, args=(slot,)) for slot in range(side_by_side)]
     for worker in workers:
         worker.start()
     for worker in workers:
         worker.join()
-    return flop * sum(done) / 1e9
+    return flop * sum(rates) / 1e9
 
 
 if __name__ == "__main__":

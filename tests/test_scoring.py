@@ -310,6 +310,13 @@ def test_raw_scores_for_calibration_are_in_input_order_and_untempered(smollm2_to
         torch.testing.assert_close(got, scorer.naive_label_scores(pair), rtol=1e-7, atol=1e-9)
 
 
+def _assert_same_predictions(alone, together):
+    """The same labels and every probability within 1e-12: batches run side by side against one at a time."""
+    for a, b in zip(alone, together):
+        assert a.relation == b.relation
+        assert all(abs(a.distribution[k] - b.distribution[k]) < 1e-12 for k in a.distribution)
+
+
 @pytest.mark.model
 def test_batches_scored_side_by_side_on_one_thread_each_give_the_same_answers(smollm2_tokenizer):
     """On a CPU, batches run at once on worker threads of one torch thread each: they really overlap, the
@@ -343,9 +350,7 @@ def test_batches_scored_side_by_side_on_one_thread_each_give_the_same_answers(sm
     assert len(seen) == len({p.text for p in pairs}) and len({ident for ident, _ in seen}) > 1  # a batch a text
     assert {count for _, count in seen} == {1}
     assert [p.id for p in together] == [p.id for p in pairs]
-    for a, b in zip(alone, together):
-        assert a.relation == b.relation
-        assert all(abs(a.distribution[k] - b.distribution[k]) < 1e-12 for k in a.distribution)
+    _assert_same_predictions(alone, together)
 
 
 @pytest.mark.model
@@ -379,9 +384,7 @@ def test_workers_get_the_next_windows_batches_before_a_window_is_handed_out(smol
     scorer.label_scores_batch = watched
     together = scorer.predict(pairs, batch_size=1)
     assert [p.id for p in together] == [p.id for p in pairs]
-    for a, b in zip(alone, together):
-        assert a.relation == b.relation
-        assert all(abs(a.distribution[k] - b.distribution[k]) < 1e-12 for k in a.distribution)
+    _assert_same_predictions(alone, together)
 
     model.train()
     stream = scorer.iter_predict(pairs, batch_size=1)
