@@ -477,21 +477,28 @@ class LabelScorer:
         if self._pool_key != (n, os.getpid()):  # a forked child has the object but not its threads
             if self._pool and self._pool_key[1] == os.getpid():
                 self._pool.shutdown()
-            self._pool, self._pool_key = ThreadPoolExecutor(n, thread_name_prefix="guide-scoring"), (n, os.getpid())
-            threads = torch.get_num_threads()
-            ready = threading.Barrier(n)  # each of the n threads takes exactly one of the n set-ups
-
-            def one_torch_thread() -> None:
-                # torch's thread count is per thread, but a thread takes the last count set anywhere when it
-                # first asks for it: ask now, before this thread's count is put back below
-                torch.set_num_threads(1)
-                torch.get_num_threads()
-                ready.wait()
-
-            for future in [self._pool.submit(one_torch_thread) for _ in range(n)]:
-                future.result()
-            torch.set_num_threads(threads)
+            self._pool, self._pool_key = one_torch_thread_pool(n, "guide-scoring"), (n, os.getpid())
         return self._pool
+
+
+def one_torch_thread_pool(n: int, name: str) -> ThreadPoolExecutor:
+    """n threads that each run torch on one thread, for work done side by side: on small products two threads
+    splitting each one meet at every product, where one product per thread does not (BENCHMARKS.md)."""
+    pool = ThreadPoolExecutor(n, thread_name_prefix=name)
+    threads = torch.get_num_threads()
+    ready = threading.Barrier(n)  # each of the n threads takes exactly one of the n set-ups
+
+    def one_torch_thread() -> None:
+        # torch's thread count is per thread, but a thread takes the last count set anywhere when it first asks
+        # for it: ask now, before this thread's count is put back below
+        torch.set_num_threads(1)
+        torch.get_num_threads()
+        ready.wait()
+
+    for future in [pool.submit(one_torch_thread) for _ in range(n)]:
+        future.result()
+    torch.set_num_threads(threads)
+    return pool
 
 
 def _run_now(fn: Callable, *args: Any) -> Future:
