@@ -9,16 +9,18 @@ pairs for the same number of micro-batches, each from fresh adapters, after one 
 
 * guide trainer (`guides/train.py`): length-bucketed batches, each packed into one row with no padding, the
   prompt prefix every pair shares (chat header, system prompt, a listed label set) once, each pair attending
-  to that prefix and to itself; LM head only over the answer columns, loss on the answer tokens;
+  to that prefix and to itself; LM head only over the answer columns, loss on the answer tokens; a batch's
+  parts side by side, one torch thread each, where the prefix is short (`split_for_threads`);
+* the same trainer running each batch whole on all torch threads, as it did before the parts;
 * the same trainer with the shared prefix in every pair, as it was before that prefix ran once per batch;
 * baseline: every batch padded to `--max-length` tokens and the LM head over every column (what a plain
   causal-LM fine-tune with ignored prompt labels computes), same loss.
 
 Tokens/s counts the pairs' real (non-padding) tokens, the shared prefix in each pair: the training data
 consumed per second. Useful work = 4 x non-embedding parameters per real token computed (a shared prefix once
-per batch; the forward pass, and the backward pass through the activations; frozen weights need no weight
-gradient and the LoRA matrices are tiny), LM head not counted; its rate is compared with the fp32 matmul peak
-measured here at the model's shapes. Prints one JSON object.
+per batch, also where its parts each run it; the forward pass, and the backward pass through the activations;
+frozen weights need no weight gradient and the LoRA matrices are tiny), LM head not counted; its rate is
+compared with the fp32 matmul peak measured here at the model's shapes. Prints one JSON object.
 """
 from __future__ import annotations
 
@@ -53,7 +55,8 @@ def main() -> None:
     from collab.schema import load_schema
     from guides.models import load_model
     from guides.guide import make_scorer
-    from guides.train import add_lora, answer_loss, bucketed_batches, collate, encode
+    from guides.scoring import one_torch_thread_pool
+    from guides.train import add_lora, backward_micro_batch, bucketed_batches, encode
 
     from speed import _body_and_head, matmul_peak
 
@@ -85,36 +88,42 @@ def main() -> None:
         return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(),
                                                  batch["targets"].reshape(-1), ignore_index=-100)
 
+    pool = one_torch_thread_pool(args.threads, "side-by-side") if args.threads > 1 else None
     results = {}
-    for arm in ("guide_trainer", "guide_trainer_unshared", "padded_baseline"):
+    for arm in ("guide_trainer", "guide_trainer_whole_batches", "guide_trainer_unshared", "padded_baseline"):
         model, tokenizer = load_model("smollm2", None, device="cpu")
         # A k-shot prompt's examples are retrieved as in training; retrieval runs before the clock starts.
         scorer = make_scorer(model, tokenizer, schema.label_names, args.prompt, schema, config)
         examples, _ = encode(pairs, scorer, lambda p: p.relation, args.max_length)
         model = add_lora(model, settings)
         model.train()
-        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=settings.lr)
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=settings.lr)
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         if arm.startswith("guide_trainer"):
             batches = [[examples[i] for i in b] for b in bucketed_batches([len(e.ids) for e in examples], mb, 13)]
-            prefix = scorer.shared_prefix if arm == "guide_trainer" else ()
-            make, loss_of = (lambda b: collate(b, prefix)), answer_loss  # noqa: E731
+            prefix = scorer.shared_prefix if arm != "guide_trainer_unshared" else ()
+            parts = pool if arm != "guide_trainer_whole_batches" else None
+
+            def step(batch):
+                return backward_micro_batch(model, params, batch, prefix, 1.0, parts, args.threads)
         else:
-            batches = [examples[i:i + mb] for i in range(0, len(examples), mb)]
-            make, loss_of = (lambda b: padded(b, pad)), padded_loss  # noqa: E731
-        batches = [make(b) for b in batches]
+            batches = [padded(examples[i:i + mb], pad) for i in range(0, len(examples), mb)]
+
+            def step(batch):
+                padded_loss(model, batch).backward()
+                return batch
         tokens = computed = 0
         start = None
         for i, batch in enumerate(batches):
             if i == 1:  # the first batch warms up
                 start = time.perf_counter()
-            loss = loss_of(model, batch)
-            loss.backward()
+            done = step(batch)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             if i >= 1:
-                tokens += batch["tokens"]
-                computed += batch["computed"]
+                tokens += done["tokens"]
+                computed += done["computed"]
         seconds = time.perf_counter() - start
         body, head = _body_and_head(model.get_base_model())
         results[arm] = {"tokens_per_s": round(tokens / seconds, 1), "seconds": round(seconds, 2),
@@ -129,6 +138,8 @@ def main() -> None:
         **{f"{arm}_{k}": v for arm, row in results.items() for k, v in row.items()},
         "speedup": round(guide["tokens_per_s"] / baseline["tokens_per_s"], 2),
         "prefix_sharing_speedup": round(guide["tokens_per_s"] / results["guide_trainer_unshared"]["tokens_per_s"], 2),
+        "side_by_side_speedup": round(guide["tokens_per_s"] / results["guide_trainer_whole_batches"]["tokens_per_s"],
+                                      2),
         "matmul_peak_gflops": round(peak, 1),
         "guide_trainer_share_of_peak": round(guide["useful_gflops"] / peak, 3),
     }))

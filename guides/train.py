@@ -1,8 +1,9 @@
 """(Q)LoRA training of a small model to answer with a relation label, loss on the answer tokens only.
 
 Practical on a 2-core CPU: no padding (each micro-batch is packed into one row, its shared prompt prefix
-once), fp32 compute, gradient accumulation, a checkpoint every few steps that a rerun resumes from, and a
-seeded data order, so an interrupted run resumed gives the same adapter as an uninterrupted one.
+once, and its parts run side by side, one torch thread each), fp32 compute, gradient accumulation, a
+checkpoint every few steps that a rerun resumes from, and a seeded data order, so an interrupted run resumed
+gives the same adapter as an uninterrupted one.
 """
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ import torch
 
 from collab.config import TrainSettings
 from collab.data import Pair
+
+from .scoring import one_torch_thread_pool
 
 
 @dataclass
@@ -71,9 +74,7 @@ def collate(examples: Sequence[Example], prefix: Sequence[int] = ()) -> dict[str
     49k-wide projection is a fifth of SmolLM2's forward cost when run on every token). When some example does
     not start with the prefix (a long prompt cut from its start), nothing is shared.
     """
-    k = len(prefix)
-    if not (k and all(e.n_prompt > k and e.ids[:k] == list(prefix) for e in examples)):
-        k = 0
+    k = _shared(examples, prefix)
     ids, positions, spans, keep, targets = list(prefix[:k]), list(range(k)), [], [], []
     for e in examples:
         start, own = len(ids), e.ids[k:]
@@ -85,6 +86,65 @@ def collate(examples: Sequence[Example], prefix: Sequence[int] = ()) -> dict[str
     return {"input_ids": torch.tensor([ids]), "position_ids": torch.tensor([positions]),
             "blocks": _Blocks.of(k, spans), "keep": torch.tensor(keep), "targets": torch.tensor(targets),
             "tokens": sum(len(e.ids) for e in examples), "computed": len(ids)}
+
+
+def _shared(examples: Sequence[Example], prefix: Sequence[int]) -> int:
+    """How many prompt tokens a packed batch of `examples` shares: all of `prefix` where every example starts
+    with it and has a token of its own after it, else none."""
+    k = len(prefix)
+    return k if k and all(e.n_prompt > k and e.ids[:k] == list(prefix) for e in examples) else 0
+
+
+# Run side by side, each part of a micro-batch computes the shared prefix again: worth it while that costs less
+# than the one-thread products gain, about a tenth on 2 cores (BENCHMARKS.md, "Guide training speed").
+MAX_REPEATED_PREFIX = 0.1
+
+
+def split_for_threads(examples: Sequence[Example], prefix: Sequence[int], n: int) -> list[list[Example]]:
+    """The micro-batch in up to n parts of about equal tokens (longest first, each to the lightest part), one
+    per thread; whole where it has fewer than n examples or the repeated prefix would add over
+    MAX_REPEATED_PREFIX to its work."""
+    k = _shared(examples, prefix)
+    work = k + sum(len(e.ids) - k for e in examples)
+    if n < 2 or len(examples) < n or (n - 1) * k > MAX_REPEATED_PREFIX * work:
+        return [list(examples)]
+    parts: list[list[Example]] = [[] for _ in range(n)]
+    loads = [0] * n
+    for e in sorted(examples, key=lambda e: -len(e.ids)):
+        lightest = loads.index(min(loads))
+        parts[lightest].append(e)
+        loads[lightest] += len(e.ids)
+    return parts
+
+
+def backward_micro_batch(model: Any, params: Sequence[torch.Tensor], examples: Sequence[Example],
+                         prefix: Sequence[int], scale: float, pool: Any = None, workers: int = 1) -> dict[str, Any]:
+    """One micro-batch's answer loss, its gradient times `scale` added to `params`' .grad. With a pool of
+    `workers` one-thread workers its parts (`split_for_threads`) run side by side, each part's gradient taken
+    on its own thread and summed here in a fixed order, so the result does not depend on which finishes first.
+    Returns the loss, the examples' tokens and the tokens computed, a shared prefix counted once even where
+    several parts ran it."""
+    parts = split_for_threads(examples, prefix, workers if pool else 1)
+    batches = [collate(part, prefix) for part in parts]
+    tokens = sum(b["tokens"] for b in batches)
+    sharing = sum(1 for b in batches if b["blocks"].prefix)  # a part may share the prefix where the whole could not
+    computed = sum(b["computed"] for b in batches) - max(0, sharing - 1) * len(prefix)
+    if len(batches) == 1:
+        loss = answer_loss(model, batches[0])
+        (loss * scale).backward()
+        return {"loss": loss.item(), "tokens": tokens, "computed": computed}
+    answers = sum(len(b["targets"]) for b in batches)
+
+    def part_gradients(batch: dict[str, Any]) -> tuple[float, tuple[torch.Tensor, ...]]:
+        loss = answer_loss(model, batch) * (len(batch["targets"]) / answers)  # its share of the batch's mean
+        return loss.item(), torch.autograd.grad(loss * scale, params, allow_unused=True, materialize_grads=True)
+
+    with _block_attention_on(model):  # switched once for all parts: one part's switch back must not end another's
+        results = [job.result() for job in [pool.submit(part_gradients, batch) for batch in batches]]
+    for param, *grads in zip(params, *(grads for _, grads in results)):
+        total = sum(grads[1:], grads[0])
+        param.grad = total if param.grad is None else param.grad + total
+    return {"loss": sum(loss for loss, _ in results), "tokens": tokens, "computed": computed}
 
 
 @dataclass
@@ -221,7 +281,8 @@ def train_lora(model: Any, examples: list[Example], out_dir: Path, settings: Tra
 
     `prefix`: the prompt tokens examples share, run once per batch (see `collate`); `max_steps` stops early
     (for tests and timing runs); the schedule still spans the full run. `tokens` counts the tokens the
-    examples hold, `computed_tokens` those the forward passes ran (a shared prefix once per batch).
+    examples hold, `computed_tokens` those of the packed batches (a shared prefix once per batch, even where a
+    batch's parts ran it side by side).
     """
     from tqdm import tqdm
     from transformers import get_linear_schedule_with_warmup
@@ -249,6 +310,9 @@ def train_lora(model: Any, examples: list[Example], out_dir: Path, settings: Tra
     stop_micro = min(total_micro, done_micro + max_steps * accumulation) if max_steps else total_micro
     bar = tqdm(total=stop_micro, initial=done_micro, disable=not progress, unit="batch", dynamic_ncols=True)
     micro = 0
+    # on a CPU a micro-batch's parts run side by side, one torch thread each (see backward_micro_batch)
+    workers = torch.get_num_threads() if next(model.parameters()).device.type == "cpu" else 1
+    pool = one_torch_thread_pool(workers, "guide-training") if workers > 1 else None
     started = time.perf_counter()
     optimizer.zero_grad(set_to_none=True)
     for epoch in range(epochs):
@@ -258,12 +322,11 @@ def train_lora(model: Any, examples: list[Example], out_dir: Path, settings: Tra
             if micro < done_micro:  # already trained before the resume
                 micro += 1
                 continue
-            batch = collate([examples[i] for i in batch_ids], prefix)
-            loss = answer_loss(model, batch)
-            (loss / accumulation).backward()
-            losses.append(loss.item())
-            tokens += batch["tokens"]
-            computed += batch["computed"]
+            done = backward_micro_batch(model, params, [examples[i] for i in batch_ids], prefix, 1 / accumulation,
+                                        pool, workers)
+            losses.append(done["loss"])
+            tokens += done["tokens"]
+            computed += done["computed"]
             micro += 1
             if micro % accumulation == 0 or micro == stop_micro:
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -280,6 +343,8 @@ def train_lora(model: Any, examples: list[Example], out_dir: Path, settings: Tra
             bar.update(1)
             bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}", tok_s=f"{tokens / elapsed:.0f}")
     bar.close()
+    if pool:
+        pool.shutdown()
     elapsed = seconds + time.perf_counter() - started
     if micro < total_micro:  # stopped early: leave a checkpoint the next run continues from
         _save_checkpoint(checkpoint, model, optimizer, scheduler, {

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from collab.config import TrainSettings
-from guides.train import Example, add_lora, answer_loss, bucketed_batches, collate, train_lora
+from guides.train import (Example, add_lora, answer_loss, backward_micro_batch, bucketed_batches, collate,
+                          split_for_threads, train_lora)
 
 
 def tiny_llama(seed: int = 0):
@@ -110,6 +111,51 @@ def test_a_batch_with_one_example_lacking_the_prefix_is_not_shared():
     assert batch["blocks"].prefix == 0 and batch["input_ids"].shape[1] == sum(len(e.ids) for e in data)
     # A prefix that is the whole prompt leaves no own token to predict the answer's first token from.
     assert collate([Example(PREFIX + [44, 45], len(PREFIX))], PREFIX)["blocks"].prefix == 0
+
+
+def test_a_micro_batch_run_in_parts_side_by_side_has_the_whole_batchs_loss_and_gradients():
+    from guides.scoring import one_torch_thread_pool
+
+    data = _prefixed(examples(8))
+    parts = split_for_threads(data, PREFIX, 2)
+    assert len(parts) == 2 and sorted(map(id, parts[0] + parts[1])) == sorted(map(id, data))
+    loads = [sum(len(e.ids) for e in part) for part in parts]
+    assert abs(loads[0] - loads[1]) <= max(len(e.ids) for e in data)
+    model = tiny_llama()
+    params = list(model.parameters())
+    whole = backward_micro_batch(model, params, data, PREFIX, 0.5)
+    expected = [p.grad.clone() for p in params]
+    pool = one_torch_thread_pool(2, "test-training")
+    try:
+        runs = []
+        for _ in range(2):
+            model.zero_grad(set_to_none=True)
+            runs.append((backward_micro_batch(model, params, data, PREFIX, 0.5, pool, 2),
+                         [p.grad.clone() for p in params]))
+        # one prompt cut from its start: the whole batch shares nothing, the part without it still does
+        mixed = data[:7] + examples(1)
+        parts = split_for_threads(mixed, PREFIX, 2)
+        assert collate(mixed, PREFIX)["blocks"].prefix == 0
+        assert sorted(collate(part, PREFIX)["blocks"].prefix for part in parts) == [0, len(PREFIX)]
+        ran = sum(collate(part, PREFIX)["computed"] for part in parts)
+        assert backward_micro_batch(model, params, mixed, PREFIX, 0.5, pool, 2)["computed"] == ran
+    finally:
+        pool.shutdown()
+    (split, grads), (_, again) = runs
+    assert split["loss"] == pytest.approx(whole["loss"], rel=1e-5)
+    assert (split["tokens"], split["computed"]) == (whole["tokens"], whole["computed"])  # the prefix counted once
+    for got, want, repeat in zip(grads, expected, again):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+        assert torch.equal(got, repeat)  # summed in a fixed order: the same whichever part finishes first
+    assert model.config._attn_implementation != "collab_blocks"
+
+
+def test_a_micro_batch_stays_whole_where_each_part_would_repeat_a_long_prefix():
+    data = _prefixed(examples(8))
+    assert len(split_for_threads(data, PREFIX, 2)) == 2
+    long_prefix = list(range(3, 23))
+    assert len(split_for_threads([Example(long_prefix + e.ids, e.n_prompt + 20) for e in data], long_prefix, 2)) == 1
+    assert len(split_for_threads(data[:1], PREFIX, 2)) == 1 and len(split_for_threads(data, PREFIX, 1)) == 1
 
 
 def test_training_with_a_shared_prefix_lowers_the_loss_and_counts_computed_tokens(tmp_path):
