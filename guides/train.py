@@ -310,8 +310,10 @@ def train_lora(model: Any, examples: list[Example], out_dir: Path, settings: Tra
     stop_micro = min(total_micro, done_micro + max_steps * accumulation) if max_steps else total_micro
     bar = tqdm(total=stop_micro, initial=done_micro, disable=not progress, unit="batch", dynamic_ncols=True)
     micro = 0
-    # on a CPU a micro-batch's parts run side by side, one torch thread each (see backward_micro_batch)
-    workers = torch.get_num_threads() if next(model.parameters()).device.type == "cpu" else 1
+    # on a CPU a micro-batch's parts run side by side, one torch thread each (see backward_micro_batch); not over
+    # 4-bit weights, whose CPU kernels were not checked for running on two threads at once
+    on_cpu = next(model.parameters()).device.type == "cpu"
+    workers = torch.get_num_threads() if on_cpu and not settings.four_bit else 1
     pool = one_torch_thread_pool(workers, "guide-training") if workers > 1 else None
     started = time.perf_counter()
     optimizer.zero_grad(set_to_none=True)
