@@ -20,7 +20,10 @@ Tokens/s counts the pairs' real (non-padding) tokens, the shared prefix in each 
 consumed per second. Useful work = 4 x non-embedding parameters per real token computed (a shared prefix once
 per batch, also where its parts each run it; the forward pass, and the backward pass through the activations;
 frozen weights need no weight gradient and the LoRA matrices are tiny), LM head not counted; its rate is
-compared with the fp32 matmul peak measured here at the model's shapes. Prints one JSON object.
+compared with the fp32 matmul peak measured here at the model's shapes. As in `speed.py`, the guide trainer's
+arm runs `--rounds` timed passes over its batches, each straight after its own peak measurement (on a shared
+machine the peak moves by a tenth or more within a minute), and the medians are reported. Prints one JSON
+object.
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ import datetime
 import json
 import os
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -45,6 +49,8 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=128, help="the baseline's fixed padded length")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--prompt", default="slm/guide.v1", help="the training prompt (a template in prompts/)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="timed passes of the guide trainer, each after its own peak measurement; medians reported")
     parser.add_argument("--lora-dropout", type=float, default=None, help="both arms; default: the trainer's")
     args = parser.parse_args()
 
@@ -56,7 +62,7 @@ def main() -> None:
     from guides.models import load_model
     from guides.guide import make_scorer
     from guides.scoring import one_torch_thread_pool
-    from guides.train import add_lora, backward_micro_batch, bucketed_batches, encode
+    from guides.train import adamw, add_lora, backward_micro_batch, bucketed_batches, encode
 
     from speed import _body_and_head, matmul_peak
 
@@ -89,7 +95,7 @@ def main() -> None:
                                                  batch["targets"].reshape(-1), ignore_index=-100)
 
     pool = one_torch_thread_pool(args.threads, "side-by-side") if args.threads > 1 else None
-    results = {}
+    results, rounds = {}, []  # (peak, useful GFLOP/s) of each guide trainer round
     for arm in ("guide_trainer", "guide_trainer_whole_batches", "guide_trainer_unshared", "padded_baseline"):
         model, tokenizer = load_model("smollm2", None, device="cpu")
         # A k-shot prompt's examples are retrieved as in training; retrieval runs before the clock starts.
@@ -98,7 +104,7 @@ def main() -> None:
         model = add_lora(model, settings)
         model.train()
         params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=settings.lr)
+        optimizer = adamw(params, settings)
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         if arm.startswith("guide_trainer"):
             batches = [[examples[i] for i in b] for b in bucketed_batches([len(e.ids) for e in examples], mb, 13)]
@@ -113,23 +119,32 @@ def main() -> None:
             def step(batch):
                 padded_loss(model, batch).backward()
                 return batch
-        tokens = computed = 0
-        start = None
-        for i, batch in enumerate(batches):
-            if i == 1:  # the first batch warms up
-                start = time.perf_counter()
-            done = step(batch)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            if i >= 1:
+
+        def train(batches):
+            """Tokens, computed tokens and seconds of training on `batches`."""
+            tokens = computed = 0
+            start = time.perf_counter()
+            for batch in batches:
+                done = step(batch)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
                 tokens += done["tokens"]
                 computed += done["computed"]
-        seconds = time.perf_counter() - start
+            return tokens, computed, time.perf_counter() - start
+
         body, head = _body_and_head(model.get_base_model())
+        train(batches[:1])  # warm-up
+        runs = []
+        for _ in range(args.rounds if arm == "guide_trainer" else 1):
+            peak = matmul_peak(model.get_base_model(), tokens=mb * 48) if arm == "guide_trainer" else None
+            tokens, computed, seconds = train(batches[1:])
+            runs.append(seconds)
+            if peak:
+                rounds.append((peak, 4 * body * computed / seconds / 1e9))
+        seconds = statistics.median(runs)
         results[arm] = {"tokens_per_s": round(tokens / seconds, 1), "seconds": round(seconds, 2),
                         "computed_share": round(computed / tokens, 3),
                         "useful_gflops": round((4 * body * computed) / seconds / 1e9, 1)}
-        peak = matmul_peak(model.get_base_model(), tokens=mb * 48)
     guide, baseline = results["guide_trainer"], results["padded_baseline"]
     print(json.dumps({"prompt": args.prompt, "lora_dropout": settings.lora_dropout,
         "date": datetime.date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
@@ -140,8 +155,9 @@ def main() -> None:
         "prefix_sharing_speedup": round(guide["tokens_per_s"] / results["guide_trainer_unshared"]["tokens_per_s"], 2),
         "side_by_side_speedup": round(guide["tokens_per_s"] / results["guide_trainer_whole_batches"]["tokens_per_s"],
                                       2),
-        "matmul_peak_gflops": round(peak, 1),
-        "guide_trainer_share_of_peak": round(guide["useful_gflops"] / peak, 3),
+        "matmul_peak_gflops_by_round": [round(peak, 1) for peak, _ in rounds],
+        "guide_trainer_share_of_peak_by_round": [round(gflops / peak, 3) for peak, gflops in rounds],
+        "guide_trainer_share_of_peak": round(statistics.median(gflops / peak for peak, gflops in rounds), 3),
     }))
 
 
