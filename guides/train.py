@@ -182,13 +182,15 @@ def _block_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value:
     sdpa = torch.nn.functional.scaled_dot_product_attention
     p = dropout if module.training else 0.0
     k = blocks.prefix
-    out = [sdpa(query[:, :, :k], key[:, :, :k], value[:, :, :k], is_causal=True, scale=scaling, dropout_p=p,
+    # The row cut into its prefix and examples with one split each: a slice per example would cost a
+    # row-sized gradient buffer per example in the backward pass, a split one for all.
+    sizes = [k] + [end - start for start, end in blocks.spans]
+    queries, keys, values = (torch.split(x, sizes, dim=2) for x in (query, key, value))
+    out = [sdpa(queries[0], keys[0], values[0], is_causal=True, scale=scaling, dropout_p=p,
                 enable_gqa=True)] if k else []
-    for (start, end), mask in zip(blocks.spans, blocks.masks):
-        keys = torch.cat([key[:, :, :k], key[:, :, start:end]], dim=2)
-        values = torch.cat([value[:, :, :k], value[:, :, start:end]], dim=2)
-        out.append(sdpa(query[:, :, start:end], keys, values, attn_mask=mask, scale=scaling, dropout_p=p,
-                        enable_gqa=True))
+    for q, own_keys, own_values, mask in zip(queries[1:], keys[1:], values[1:], blocks.masks):
+        out.append(sdpa(q, torch.cat([keys[0], own_keys], dim=2), torch.cat([values[0], own_values], dim=2),
+                        attn_mask=mask, scale=scaling, dropout_p=p, enable_gqa=True))
     return torch.cat(out, dim=2).transpose(1, 2).contiguous(), None
 
 
