@@ -43,7 +43,8 @@ class _LoraProduct(torch.autograd.Function):
 
 def _fused_forward(self: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
     """peft's `lora.Linear.forward` where the layer is one plain, unmerged adapter (no dropout, no variant such
-    as DoRA, no biases) over a frozen, bias-free `nn.Linear` of x's dtype; peft's own forward otherwise."""
+    as DoRA, no biases) over a frozen, bias-free `nn.Linear` of x's dtype, outside autocast; peft's own forward
+    otherwise."""
     names = self.active_adapters
     if (args or kwargs or self.disable_adapters or self.merged or len(names) != 1
             or names[0] not in self.lora_A or self.weight.requires_grad):
@@ -53,16 +54,16 @@ def _fused_forward(self: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> tor
     if (type(base) is not torch.nn.Linear or name in self.lora_variant
             or not isinstance(self.lora_dropout[name], torch.nn.Identity)
             or any(layer.bias is not None for layer in (base, a, b))
-            or not x.dtype == base.weight.dtype == a.weight.dtype == b.weight.dtype):
+            or not x.dtype == base.weight.dtype == a.weight.dtype == b.weight.dtype
+            or torch.is_autocast_enabled(x.device.type)):  # its backward would meet other dtypes than its forward
         return type(self).forward(self, x, *args, **kwargs)
     return _LoraProduct.apply(x, base.weight, a.weight, b.weight, self.scaling[name])
 
 
-def fuse_lora_layers(model: Any) -> int:
-    """Give each of the peft model's LoRA linear layers the one-node forward; returns how many."""
+def fuse_lora_layers(model: Any) -> None:
+    """Give each of the peft model's LoRA linear layers the one-node forward."""
     from peft.tuners.lora import Linear
 
-    layers = [m for m in model.modules() if isinstance(m, Linear)]
-    for layer in layers:
-        layer.forward = MethodType(_fused_forward, layer)
-    return len(layers)
+    for layer in model.modules():
+        if isinstance(layer, Linear):
+            layer.forward = MethodType(_fused_forward, layer)

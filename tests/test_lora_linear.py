@@ -62,3 +62,5 @@ def test_layers_it_does_not_compute_keep_peft_s_forward():
         assert torch.equal(layer(x), layer.base_layer(x))
     layer.merge()
     assert type(layer(x).grad_fn).__name__ != "_LoraProductBackward"
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert type(_layers(_lora_model())[0](x).grad_fn).__name__ != "_LoraProductBackward"
