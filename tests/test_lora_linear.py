@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from collab.config import TrainSettings
-from guides.train import add_lora, answer_loss, collate
-from test_train import examples, tiny_llama
+from guides.train import add_lora, collate
+from test_train import _loss_and_grads, examples, tiny_llama
 
 
 def _lora_model(dropout: float = 0.0):
@@ -27,24 +27,17 @@ def _layers(model):
     return [m for m in model.modules() if isinstance(m, Linear)]
 
 
-def _loss_and_grads(model):
-    model.zero_grad(set_to_none=True)
-    loss = answer_loss(model, collate(examples(6)))
-    loss.backward()
-    return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
-
-
 def test_the_one_node_layer_gives_peft_s_loss_and_gradients():
     model = _lora_model()
     layers = _layers(model)
     assert layers and all("forward" in vars(layer) for layer in layers)
     x = torch.randn(2, 3, layers[0].in_features, requires_grad=True)
     assert type(layers[0](x).grad_fn).__name__ == "_LoraProductBackward"
-    loss, grads = _loss_and_grads(model)
+    loss, grads = _loss_and_grads(model, collate(examples(6)))
     for layer in layers:
         del layer.forward  # peft's own
     assert type(layers[0](x).grad_fn).__name__ != "_LoraProductBackward"
-    peft_loss, peft_grads = _loss_and_grads(model)
+    peft_loss, peft_grads = _loss_and_grads(model, collate(examples(6)))
     assert loss == pytest.approx(peft_loss, rel=1e-6)
     assert grads.keys() == peft_grads.keys() and any("lora_A" in n for n in grads)
     for name in grads:
