@@ -61,7 +61,7 @@ def main() -> None:
     from collab.schema import load_schema
     from guides.models import load_model
     from guides.guide import make_scorer
-    from guides.scoring import one_torch_thread_pool
+    from guides.scoring import OneTorchThreadPool
     from guides.train import adamw, add_lora, backward_micro_batch, bucketed_batches, encode
 
     from speed import _body_and_head, matmul_peak
@@ -94,7 +94,7 @@ def main() -> None:
         return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(),
                                                  batch["targets"].reshape(-1), ignore_index=-100)
 
-    pool = one_torch_thread_pool(args.threads, "side-by-side") if args.threads > 1 else None
+    pool = OneTorchThreadPool(args.threads, "side-by-side") if args.threads > 1 else None
     results, rounds = {}, []  # (peak, useful GFLOP/s) of each guide trainer round
     for arm in ("guide_trainer", "guide_trainer_whole_batches", "guide_trainer_unshared", "padded_baseline"):
         model, tokenizer = load_model("smollm2", None, device="cpu")
@@ -112,7 +112,7 @@ def main() -> None:
             parts = pool if arm != "guide_trainer_whole_batches" else None
 
             def step(batch):
-                return backward_micro_batch(model, params, batch, prefix, 1.0, parts, args.threads)
+                return backward_micro_batch(model, params, batch, prefix, 1.0, parts)
         else:
             batches = [padded(examples[i:i + mb], pad) for i in range(0, len(examples), mb)]
 

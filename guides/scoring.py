@@ -103,7 +103,7 @@ class LabelScorer:
         self._prefix_stamp: Any = None
         self._prefix_lock = threading.Lock()  # workers share one prefix cache: the first to need it builds it
         self.workers = workers
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: OneTorchThreadPool | None = None
         self._pool_key: tuple[int, int] | None = None
 
     # ------------------------------------------------------------------------------------------ prompts
@@ -467,7 +467,7 @@ class LabelScorer:
         return [(batch, submit(self.label_scores_batch, [pairs[i] for i in batch], [ids[i] for i in batch]))
                 for batch in _batches(order, rows, batch_size)]
 
-    def _workers_pool(self) -> ThreadPoolExecutor | None:
+    def _workers_pool(self) -> "OneTorchThreadPool | None":
         """The threads that score batches side by side (see `workers`), each running torch on one thread; None
         where batches go one at a time."""
         n = self.workers or torch.get_num_threads()
@@ -477,28 +477,30 @@ class LabelScorer:
         if self._pool_key != (n, os.getpid()):  # a forked child has the object but not its threads
             if self._pool and self._pool_key[1] == os.getpid():
                 self._pool.shutdown()
-            self._pool, self._pool_key = one_torch_thread_pool(n, "guide-scoring"), (n, os.getpid())
+            self._pool, self._pool_key = OneTorchThreadPool(n, "guide-scoring"), (n, os.getpid())
         return self._pool
 
 
-def one_torch_thread_pool(n: int, name: str) -> ThreadPoolExecutor:
-    """n threads that each run torch on one thread, for work done side by side: on small products two threads
-    splitting each one meet at every product, where one product per thread does not (BENCHMARKS.md)."""
-    pool = ThreadPoolExecutor(n, thread_name_prefix=name)
-    threads = torch.get_num_threads()
-    ready = threading.Barrier(n)  # each of the n threads takes exactly one of the n set-ups
+class OneTorchThreadPool(ThreadPoolExecutor):
+    """`size` threads that each run torch on one thread, for work done side by side: on small products two
+    threads splitting each one meet at every product, where one product per thread does not (BENCHMARKS.md)."""
 
-    def one_torch_thread() -> None:
-        # torch's thread count is per thread, but a thread takes the last count set anywhere when it first asks
-        # for it: ask now, before this thread's count is put back below
-        torch.set_num_threads(1)
-        torch.get_num_threads()
-        ready.wait()
+    def __init__(self, size: int, name: str):
+        super().__init__(size, thread_name_prefix=name)
+        self.size = size
+        threads = torch.get_num_threads()
+        ready = threading.Barrier(size)  # each of the threads takes exactly one of the set-ups
 
-    for future in [pool.submit(one_torch_thread) for _ in range(n)]:
-        future.result()
-    torch.set_num_threads(threads)
-    return pool
+        def one_torch_thread() -> None:
+            # torch's thread count is per thread, but a thread takes the last count set anywhere when it first
+            # asks for it: ask now, before this thread's count is put back below
+            torch.set_num_threads(1)
+            torch.get_num_threads()
+            ready.wait()
+
+        for future in [self.submit(one_torch_thread) for _ in range(size)]:
+            future.result()
+        torch.set_num_threads(threads)
 
 
 def _run_now(fn: Callable, *args: Any) -> Future:

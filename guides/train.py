@@ -23,7 +23,7 @@ from collab.config import TrainSettings
 from collab.data import Pair
 
 from .lora_linear import fuse_lora_layers
-from .scoring import one_torch_thread_pool
+from .scoring import OneTorchThreadPool
 
 
 @dataclass
@@ -119,13 +119,14 @@ def split_for_threads(examples: Sequence[Example], prefix: Sequence[int], n: int
 
 
 def backward_micro_batch(model: Any, params: Sequence[torch.Tensor], examples: Sequence[Example],
-                         prefix: Sequence[int], scale: float, pool: Any = None, workers: int = 1) -> dict[str, Any]:
+                         prefix: Sequence[int], scale: float, pool: OneTorchThreadPool | None = None
+                         ) -> dict[str, Any]:
     """One micro-batch's answer loss, its gradient times `scale` added to `params`' .grad. With a pool of
-    `workers` one-thread workers its parts (`split_for_threads`) run side by side, each part's gradient taken
+    one-thread workers its parts (`split_for_threads`) run side by side, each part's gradient taken
     on its own thread and summed here in a fixed order, so the result does not depend on which finishes first.
     Returns the loss, the examples' tokens and the tokens computed, a shared prefix counted once even where
     several parts ran it."""
-    parts = split_for_threads(examples, prefix, workers if pool else 1)
+    parts = split_for_threads(examples, prefix, pool.size if pool else 1)
     batches = [collate(part, prefix) for part in parts]
     tokens = sum(b["tokens"] for b in batches)
     sharing = sum(1 for b in batches if b["blocks"].prefix)  # a part may share the prefix where the whole could not
@@ -326,39 +327,41 @@ def train_lora(model: Any, examples: list[Example], out_dir: Path, settings: Tra
     # 4-bit weights, whose CPU kernels were not checked for running on two threads at once
     on_cpu = next(model.parameters()).device.type == "cpu"
     workers = torch.get_num_threads() if on_cpu and not settings.four_bit else 1
-    pool = one_torch_thread_pool(workers, "guide-training") if workers > 1 else None
+    pool = OneTorchThreadPool(workers, "guide-training") if workers > 1 else None
     started = time.perf_counter()
     optimizer.zero_grad(set_to_none=True)
-    for epoch in range(epochs):
-        for batch_ids in bucketed_batches(lengths, settings.micro_batch, settings.seed + epoch):
-            if micro >= stop_micro:
-                break
-            if micro < done_micro:  # already trained before the resume
+    try:
+        for epoch in range(epochs):
+            for batch_ids in bucketed_batches(lengths, settings.micro_batch, settings.seed + epoch):
+                if micro >= stop_micro:
+                    break
+                if micro < done_micro:  # already trained before the resume
+                    micro += 1
+                    continue
+                done = backward_micro_batch(model, params, [examples[i] for i in batch_ids], prefix,
+                                            1 / accumulation, pool)
+                losses.append(done["loss"])
+                tokens += done["tokens"]
+                computed += done["computed"]
                 micro += 1
-                continue
-            done = backward_micro_batch(model, params, [examples[i] for i in batch_ids], prefix, 1 / accumulation,
-                                        pool, workers)
-            losses.append(done["loss"])
-            tokens += done["tokens"]
-            computed += done["computed"]
-            micro += 1
-            if micro % accumulation == 0 or micro == stop_micro:
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                step = micro // accumulation
-                if step % settings.checkpoint_every == 0 and micro < stop_micro:
-                    elapsed = seconds + time.perf_counter() - started
-                    _save_checkpoint(checkpoint, model, optimizer, scheduler, {
-                        "micro_step": micro, "losses": losses, "tokens": tokens, "computed_tokens": computed,
-                        "seconds": elapsed, "settings_key": settings_key})
-            elapsed = seconds + time.perf_counter() - started
-            bar.update(1)
-            bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}", tok_s=f"{tokens / elapsed:.0f}")
-    bar.close()
-    if pool:
-        pool.shutdown()
+                if micro % accumulation == 0 or micro == stop_micro:
+                    torch.nn.utils.clip_grad_norm_(params, 1.0)
+                    optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+                    step = micro // accumulation
+                    if step % settings.checkpoint_every == 0 and micro < stop_micro:
+                        elapsed = seconds + time.perf_counter() - started
+                        _save_checkpoint(checkpoint, model, optimizer, scheduler, {
+                            "micro_step": micro, "losses": losses, "tokens": tokens, "computed_tokens": computed,
+                            "seconds": elapsed, "settings_key": settings_key})
+                elapsed = seconds + time.perf_counter() - started
+                bar.update(1)
+                bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}", tok_s=f"{tokens / elapsed:.0f}")
+    finally:  # an interrupted run (Ctrl-C, a failing batch) must not leave the threads behind
+        bar.close()
+        if pool:
+            pool.shutdown()
     elapsed = seconds + time.perf_counter() - started
     if micro < total_micro:  # stopped early: leave a checkpoint the next run continues from
         _save_checkpoint(checkpoint, model, optimizer, scheduler, {

@@ -114,7 +114,7 @@ def test_a_batch_with_one_example_lacking_the_prefix_is_not_shared():
 
 
 def test_a_micro_batch_run_in_parts_side_by_side_has_the_whole_batchs_loss_and_gradients():
-    from guides.scoring import one_torch_thread_pool
+    from guides.scoring import OneTorchThreadPool
 
     data = _prefixed(examples(8))
     parts = split_for_threads(data, PREFIX, 2)
@@ -125,12 +125,11 @@ def test_a_micro_batch_run_in_parts_side_by_side_has_the_whole_batchs_loss_and_g
     params = list(model.parameters())
     whole = backward_micro_batch(model, params, data, PREFIX, 0.5)
     expected = [p.grad.clone() for p in params]
-    pool = one_torch_thread_pool(2, "test-training")
-    try:
+    with OneTorchThreadPool(2, "test-training") as pool:
         runs = []
         for _ in range(2):
             model.zero_grad(set_to_none=True)
-            runs.append((backward_micro_batch(model, params, data, PREFIX, 0.5, pool, 2),
+            runs.append((backward_micro_batch(model, params, data, PREFIX, 0.5, pool),
                          [p.grad.clone() for p in params]))
         # one prompt cut from its start: the whole batch shares nothing, the part without it still does
         mixed = data[:7] + examples(1)
@@ -138,9 +137,7 @@ def test_a_micro_batch_run_in_parts_side_by_side_has_the_whole_batchs_loss_and_g
         assert collate(mixed, PREFIX)["blocks"].prefix == 0
         assert sorted(collate(part, PREFIX)["blocks"].prefix for part in parts) == [0, len(PREFIX)]
         ran = sum(collate(part, PREFIX)["computed"] for part in parts)
-        assert backward_micro_batch(model, params, mixed, PREFIX, 0.5, pool, 2)["computed"] == ran
-    finally:
-        pool.shutdown()
+        assert backward_micro_batch(model, params, mixed, PREFIX, 0.5, pool)["computed"] == ran
     (split, grads), (_, again) = runs
     assert split["loss"] == pytest.approx(whole["loss"], rel=1e-5)
     assert (split["tokens"], split["computed"]) == (whole["tokens"], whole["computed"])  # the prefix counted once
