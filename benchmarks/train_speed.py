@@ -17,10 +17,17 @@ pairs for the same number of micro-batches, each from fresh adapters, after one 
   causal-LM fine-tune with ignored prompt labels computes), same loss.
 
 Tokens/s counts the pairs' real (non-padding) tokens, the shared prefix in each pair: the training data
-consumed per second. Useful work = 4 x non-embedding parameters per real token computed (a shared prefix once
-per batch, also where its parts each run it; the forward pass, and the backward pass through the activations;
-frozen weights need no weight gradient and the LoRA matrices are tiny), LM head not counted; its rate is
-compared with the fp32 matmul peak measured here at the model's shapes. As in `speed.py`, the guide trainer's
+consumed per second. Work is counted on the tokens computed (a shared prefix once per batch, also where its
+parts each run it) in two ways. Weights only (`useful_gflops`, `..._weights_only`): 4 x non-embedding
+parameters per token (the forward pass, and the backward pass through the activations; frozen weights need no
+weight gradient), LM head and attention left out. Model FLOPs (`model_gflops`, the headline share), as
+model-FLOP utilisation is usually counted (PaLM, appendix B) and as `speed.py` counts scoring: every product
+the step needs, from each layer's shapes seen in a forward pass (`step_flops`): a frozen projection's forward
+and, where its input needs a gradient (not the first layer's q/k/v, whose input is the frozen embedding), its
+input gradient; a LoRA adapter's forward, input gradient and the gradients of both its matrices; the LM head
+over the answer columns, forward and input gradient; and attention, 12 x heads x head size per layer for each
+key a token sees under the block mask (QK^T and AV forward, four products backward). Each rate is compared
+with the fp32 matmul peak measured here at the model's shapes. As in `speed.py`, the guide trainer's
 arm runs `--rounds` timed passes over its batches, each straight after its own peak measurement (on a shared
 machine the peak moves by a tenth or more within a minute), and the medians are reported. Prints one JSON
 object.
@@ -133,6 +140,9 @@ def main() -> None:
             return tokens, computed, time.perf_counter() - start
 
         body, head = _body_and_head(model.get_base_model())
+        if arm.startswith("guide_trainer"):
+            work = step_flops(model, examples[0], [ran_as(batch, prefix, pool.size if parts else 1)
+                                                   for batch in batches[1:]])
         train(batches[:1])  # warm-up
         runs = []
         for _ in range(args.rounds if arm == "guide_trainer" else 1):
@@ -140,11 +150,13 @@ def main() -> None:
             tokens, computed, seconds = train(batches[1:])
             runs.append(seconds)
             if peak:
-                rounds.append((peak, 4 * body * computed / seconds / 1e9))
+                rounds.append((peak, 4 * body * computed / seconds / 1e9, work / seconds / 1e9))
         seconds = statistics.median(runs)
         results[arm] = {"tokens_per_s": round(tokens / seconds, 1), "seconds": round(seconds, 2),
                         "computed_share": round(computed / tokens, 3),
                         "useful_gflops": round((4 * body * computed) / seconds / 1e9, 1)}
+        if arm.startswith("guide_trainer"):
+            results[arm]["model_gflops"] = round(work / seconds / 1e9, 1)
     guide, baseline = results["guide_trainer"], results["padded_baseline"]
     print(json.dumps({"prompt": args.prompt, "lora_dropout": settings.lora_dropout,
         "date": datetime.date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
@@ -155,10 +167,77 @@ def main() -> None:
         "prefix_sharing_speedup": round(guide["tokens_per_s"] / results["guide_trainer_unshared"]["tokens_per_s"], 2),
         "side_by_side_speedup": round(guide["tokens_per_s"] / results["guide_trainer_whole_batches"]["tokens_per_s"],
                                       2),
-        "matmul_peak_gflops_by_round": [round(peak, 1) for peak, _ in rounds],
-        "guide_trainer_share_of_peak_by_round": [round(gflops / peak, 3) for peak, gflops in rounds],
-        "guide_trainer_share_of_peak": round(statistics.median(gflops / peak for peak, gflops in rounds), 3),
+        "matmul_peak_gflops_by_round": [round(peak, 1) for peak, _, _ in rounds],
+        "guide_trainer_share_of_peak_by_round": [round(model / peak, 3) for peak, _, model in rounds],
+        "guide_trainer_share_of_peak": round(statistics.median(model / peak for peak, _, model in rounds), 3),
+        "guide_trainer_share_of_peak_weights_only_by_round": [round(w / peak, 3) for peak, w, _ in rounds],
+        "guide_trainer_share_of_peak_weights_only": round(statistics.median(w / peak for peak, w, _ in rounds), 3),
     }))
+
+
+def ran_as(examples, prefix, threads: int) -> list[dict]:
+    """The collated parts one micro-batch runs as (`backward_micro_batch`), each part's blocks and targets."""
+    from guides.train import collate, split_for_threads
+
+    return [collate(part, prefix) for part in split_for_threads(examples, prefix, threads)]
+
+
+def step_flops(model, probe, micro_batches: list[list[dict]]) -> float:
+    """Model FLOPs of training on these micro-batches, each as its collated parts (see the module docstring):
+    the products each projection's shapes call for, the LM head over the answer columns, and attention under the
+    block mask. A prefix that several parts of one micro-batch each ran counts once, as `backward_micro_batch`
+    counts its tokens. `probe` (an example) runs one forward pass to see each projection's shapes and whether its
+    input needs a gradient."""
+    from guides.train import answer_loss, collate
+
+    per_token = 0.0
+    for fan_in, fan_out, rank, input_grad in projections(model, lambda: answer_loss(model, collate([probe]))):
+        per_token += 2 * fan_in * fan_out + 2 * rank * (fan_in + fan_out)  # forward
+        per_token += 4 * rank * fan_out + 2 * rank * fan_in  # the adapter's B and A gradients, and B's input
+        per_token += 2 * fan_in * (fan_out + rank) if input_grad else 0  # the input's gradient, base and adapter
+    config = model.get_base_model().config
+    head_size = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    per_key = 12.0 * config.num_attention_heads * head_size * config.num_hidden_layers
+    head = 4.0 * model.get_base_model().get_output_embeddings().weight.numel()
+    flops = 0.0
+    for parts in micro_batches:
+        prefixes = 0
+        for part in parts:
+            blocks, k = part["blocks"], part["blocks"].prefix
+            tokens = k + sum(end - start for start, end in blocks.spans)
+            keys = k * (k + 1) // 2 + sum(int(mask.sum()) for mask in blocks.masks)
+            if k and prefixes:  # the micro-batch's prefix, run again by another of its parts
+                tokens, keys = tokens - k, keys - k * (k + 1) // 2
+            prefixes += bool(k)
+            flops += per_token * tokens + head * len(part["targets"]) + per_key * keys
+    return flops
+
+
+def projections(model, forward) -> list[tuple[int, int, int, bool]]:
+    """(fan-in, fan-out, LoRA rank or 0, whether its input needs a gradient) of each linear layer of the model's
+    body, seen while `forward` runs; the LM head and the adapters' own matrices are not body layers."""
+    import torch
+    from peft.tuners.lora import Linear as LoraLinear
+
+    base = model.get_base_model()
+    inside = {id(m) for layer in base.modules() if isinstance(layer, LoraLinear)
+              for m in layer.modules() if m is not layer}
+    skip = inside | {id(base.get_output_embeddings())}
+    seen = []
+
+    def record(layer, inputs, _output):
+        rank = layer.r[layer.active_adapters[0]] if isinstance(layer, LoraLinear) else 0
+        seen.append((layer.in_features, layer.out_features, rank, inputs[0].requires_grad))
+
+    hooks = [m.register_forward_hook(record) for m in base.modules()
+             if isinstance(m, (torch.nn.Linear, LoraLinear)) and id(m) not in skip]
+    try:
+        with torch.enable_grad():
+            forward()
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return seen
 
 
 if __name__ == "__main__":
