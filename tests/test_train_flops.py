@@ -1,7 +1,6 @@
 """The training speed benchmark's count of model FLOPs, against the products torch runs and a walk over the
 attention keys."""
 import importlib.util
-import sys
 from pathlib import Path
 
 import torch
@@ -11,9 +10,8 @@ from collab.config import TrainSettings
 from guides.train import add_lora, backward_micro_batch, collate
 from test_train import PREFIX, _prefixed, examples, tiny_llama
 
-_benchmarks = Path(__file__).resolve().parent.parent / "benchmarks"
-sys.path.insert(0, str(_benchmarks))  # train_speed imports its neighbour speed.py
-_spec = importlib.util.spec_from_file_location("train_speed", _benchmarks / "train_speed.py")
+_spec = importlib.util.spec_from_file_location(
+    "train_speed", Path(__file__).resolve().parent.parent / "benchmarks" / "train_speed.py")
 train_speed = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(train_speed)
 
