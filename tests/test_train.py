@@ -209,6 +209,31 @@ def test_interrupted_training_resumes_to_the_same_adapter(tmp_path):
         torch.testing.assert_close(got[name], expected[name], rtol=1e-4, atol=1e-6)
 
 
+def test_a_failing_training_run_leaves_no_worker_threads_behind(tmp_path, monkeypatch):
+    import threading
+
+    import guides.train
+
+    real, calls = guides.train.backward_micro_batch, []
+
+    def fails_on_the_third(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("a batch that fails")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(guides.train, "backward_micro_batch", fails_on_the_third)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # on a CPU the trainer runs a pool of one-thread workers, one per torch thread
+    try:
+        with pytest.raises(RuntimeError, match="a batch that fails"):
+            train_lora(tiny_llama(), examples(), tmp_path, SETTINGS, data_key="d", progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert len(calls) == 3
+    assert not [t for t in threading.enumerate() if t.name.startswith("guide-training")]
+
+
 def test_a_checkpoint_from_other_settings_is_refused(tmp_path):
     train_lora(tiny_llama(), examples(), tmp_path, SETTINGS, data_key="d", max_steps=3, progress=False)
     with pytest.raises(ValueError, match="other settings or data"):
