@@ -102,7 +102,7 @@ def main() -> None:
                                                  batch["targets"].reshape(-1), ignore_index=-100)
 
     pool = OneTorchThreadPool(args.threads, "side-by-side") if args.threads > 1 else None
-    results, rounds = {}, []  # (peak, useful GFLOP/s) of each guide trainer round
+    results, rounds = {}, []  # (peak, weights-only and model GFLOP/s) of each guide trainer round
     for arm in ("guide_trainer", "guide_trainer_whole_batches", "guide_trainer_unshared", "padded_baseline"):
         model, tokenizer = load_model("smollm2", None, device="cpu")
         # A k-shot prompt's examples are retrieved as in training; retrieval runs before the clock starts.

@@ -467,7 +467,7 @@ class LabelScorer:
         return [(batch, submit(self.label_scores_batch, [pairs[i] for i in batch], [ids[i] for i in batch]))
                 for batch in _batches(order, rows, batch_size)]
 
-    def _workers_pool(self) -> "OneTorchThreadPool | None":
+    def _workers_pool(self) -> OneTorchThreadPool | None:
         """The threads that score batches side by side (see `workers`), each running torch on one thread; None
         where batches go one at a time."""
         n = self.workers or torch.get_num_threads()
