@@ -259,21 +259,23 @@ def matmul_peak(model, tokens: int, seconds: float = 2.0) -> float:
     and the guide's own batches run that way, so a peak taken only the first way would flatter its share."""
     import torch
 
-    threads = torch.get_num_threads()
-    return max(_products_rate(model, tokens, seconds, side_by_side=1, threads_each=threads),
-               _products_rate(model, tokens, seconds, side_by_side=threads, threads_each=1))
+    from guides.scoring import OneTorchThreadPool
+
+    with OneTorchThreadPool(torch.get_num_threads(), "peak") as pool:
+        return max(_products_rate(model, tokens, seconds, None), _products_rate(model, tokens, seconds, pool))
 
 
-def _products_rate(model, tokens: int, seconds: float, side_by_side: int, threads_each: int) -> float:
-    """GFLOP/s of `side_by_side` threads each repeating one MLP-shaped product on `threads_each` torch threads."""
+def _products_rate(model, tokens: int, seconds: float, pool) -> float:
+    """GFLOP/s of one MLP-shaped product repeated on all torch threads (no pool), or of one such product per
+    worker of a pool of one-thread workers, side by side."""
     import torch
 
     config = model.config
     flop = 2.0 * tokens * config.hidden_size * config.intermediate_size
-    start, rates = threading.Barrier(side_by_side), [0.0] * side_by_side  # products per second, by thread
+    n = pool.size if pool else 1
+    start, rates = threading.Barrier(n), [0.0] * n  # products per second, by thread
 
     def repeat(slot: int) -> None:
-        torch.set_num_threads(threads_each)
         a = torch.randn(tokens, config.hidden_size)
         b = torch.randn(config.hidden_size, config.intermediate_size)
         a @ b
@@ -284,11 +286,11 @@ def _products_rate(model, tokens: int, seconds: float, side_by_side: int, thread
             done += 1
         rates[slot] = done / (time.perf_counter() - began)
 
-    workers = [threading.Thread(target=repeat, args=(slot,)) for slot in range(side_by_side)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
+    if pool:
+        for job in [pool.submit(repeat, slot) for slot in range(n)]:
+            job.result()
+    else:
+        repeat(0)
     return flop * sum(rates) / 1e9
 
 
