@@ -141,7 +141,7 @@ def main() -> None:
 
         body, head = _body_and_head(model.get_base_model())
         if arm.startswith("guide_trainer"):
-            work = step_flops(model, examples[0], [ran_as(batch, prefix, pool.size if parts else 1)
+            work = step_flops(model, examples[0], [ran_as(batch, prefix, parts.size if parts else 1)
                                                    for batch in batches[1:]])
         train(batches[:1])  # warm-up
         runs = []
@@ -203,9 +203,8 @@ def step_flops(model, probe, micro_batches: list[list[dict]]) -> float:
     for parts in micro_batches:
         prefixes = 0
         for part in parts:
-            blocks, k = part["blocks"], part["blocks"].prefix
-            tokens = k + sum(end - start for start, end in blocks.spans)
-            keys = k * (k + 1) // 2 + sum(int(mask.sum()) for mask in blocks.masks)
+            tokens, k = part["computed"], part["blocks"].prefix
+            keys = k * (k + 1) // 2 + sum(int(mask.sum()) for mask in part["blocks"].masks)
             if k and prefixes:  # the micro-batch's prefix, run again by another of its parts
                 tokens, keys = tokens - k, keys - k * (k + 1) // 2
             prefixes += bool(k)
