@@ -52,7 +52,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=96, help="training pairs per arm")
-    parser.add_argument("--micro-batch", type=int, default=8, help="pairs per forward/backward pass, both arms")
+    parser.add_argument("--micro-batch", type=int, default=None,
+                        help="pairs per forward/backward pass, both arms (default: the trainer's batch size, one pass "
+                             "per batch as the trainer runs short pairs; the padded baseline at --max-length 384 "
+                             "needs --micro-batch 8 to fit in 24 GB)")
     parser.add_argument("--max-length", type=int, default=128, help="the baseline's fixed padded length")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--prompt", default="slm/guide.v1", help="the training prompt (a template in prompts/)")
@@ -75,9 +78,9 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     schema = load_schema("semeval")
-    mb = args.micro_batch
-    pairs = list(datasets.resolve("semeval:train").read(schema=schema))[:args.n + mb]
     settings = TrainSettings()
+    mb = args.micro_batch or settings.batch_size
+    pairs = list(datasets.resolve("semeval:train").read(schema=schema))[:args.n + mb]
     config = Config(threads=args.threads)
     if args.lora_dropout is not None:
         settings = dataclasses.replace(settings, lora_dropout=args.lora_dropout)

@@ -419,7 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--out", required=True, help="merged prediction JSONL to write")
     sub = command("train", cmd_train, "tune a LoRA guide on a schema's training data, then calibrate it on dev",
                   ["shared", "schema", "model", "prompt", "four_bit", "batch_size", "threads", "seed", "cache_dir",
-                   "tail_coverage"], defaults={"prompt": "slm/guide.v1"})
+                   "tail_coverage"], defaults={"prompt": "slm/guide.v1", "batch_size": TrainSettings.batch_size})
     sub.add_argument("--data", help="training JSONL or staged split (default: the schema's training data)")
     sub.add_argument("--dev", help="dev JSONL or staged split for calibration (default: the schema's dev split)")
     sub.add_argument("--out", required=True, help="guide folder to write (a rerun resumes from its checkpoint)")

@@ -146,15 +146,19 @@ class TrainSettings:
     """Guide training hyperparameters: the seed paper's setting for its smallest model, except the learning
     rate (2e-4: a CPU budget of about one epoch leaves too few steps for 1e-4; see the guide's card) and LoRA
     dropout (0, not 0.05: without its random masks CPU training runs 1.2-1.4x faster, and one SemEval epoch
-    without it scored dev micro-F1 0.851 against 0.856; BENCHMARKS.md, "Guide training speed")."""
+    without it scored dev micro-F1 0.851 against 0.856), and the batch (16, not 8: passes of 16 short pairs run
+    at 0.72 of the CPU's matmul peak against 0.60, and SemEval's and CoNLL04's dev micro-F1 held; BENCHMARKS.md,
+    "Guide training speed")."""
     __pydantic_config__ = ConfigDict(extra="forbid")
 
     head_only: bool = _opt(False, "train on the head labels only, long-tail pairs relabelled `long_tail` (the "
                                   "escalation signal); default: all labels")
     epochs: float = _opt(1.0, "passes over the training data (fractions allowed)")
     lr: float = _opt(2e-4, "peak learning rate (linear warm-up and decay)")
-    batch_size: int = _opt(8, "pairs per optimiser step")
-    micro_batch: int = _opt(8, "pairs per forward pass; batch_size must be a multiple (gradient accumulation)")
+    batch_size: int = _opt(16, "pairs per optimiser step")
+    micro_batch: int | None = _opt(None, "pairs per forward pass; batch_size must be a multiple (gradient "
+                                         "accumulation); unset: the largest that keeps a pass within "
+                                         "guides.train.PASS_TOKENS")
     lora_r: int = _opt(16, "LoRA rank")
     lora_alpha: int = _opt(32, "LoRA alpha")
     lora_dropout: float = _opt(0.0, "LoRA dropout")
@@ -167,7 +171,7 @@ class TrainSettings:
     targets: tuple[str, ...] = _opt(LORA_TARGETS, "module names that get LoRA adapters")
 
     def __post_init__(self) -> None:
-        if self.micro_batch < 1 or self.batch_size % self.micro_batch:
+        if self.micro_batch is not None and (self.micro_batch < 1 or self.batch_size % self.micro_batch):
             raise ValueError(f"batch_size {self.batch_size} must be a multiple of micro_batch {self.micro_batch}")
 
     @classmethod

@@ -32,7 +32,7 @@ from collab.schema import Schema, load_schema
 
 from .models import ensure_chat_template, load_model, resolve_model
 from .scoring import LabelScorer
-from .train import encode, train_lora
+from .train import encode, fit_micro_batch, train_lora
 
 GUIDE_FILE = "guide.json"
 ENCODER_FILE = "encoder.json"  # an encoder guide (guides/encoder.py)
@@ -290,6 +290,7 @@ def train_guide(config: Config, train_spec: str, dev_spec: str, out: str | Path,
     scorer = make_scorer(model, tokenizer, labels, config.prompt, schema, config, never_final=never_final)
     examples, truncated = encode(pairs, scorer, lambda p: relabel(p.relation), settings.max_length,
                                  progress=progress and bool(scorer.demonstrations))
+    settings = fit_micro_batch(settings, examples, scorer.shared_prefix)  # recorded as trained
     data_key = content_key(train_source.sha256(), schema.fingerprint, config.prompt, weights_hash(base))
     run_key = content_key(data_key, json.dumps(asdict(settings), sort_keys=True))
     stats_file = out / "train.json"

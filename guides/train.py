@@ -13,7 +13,7 @@ import random
 import shutil
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -49,6 +49,27 @@ def encode(pairs: Sequence[Pair], scorer: Any, label_of: Callable[[Pair], str], 
             truncated += 1
         examples.append(Example(prompt + answer, len(prompt)))
     return examples, truncated
+
+
+# Tokens a forward pass may hold when the micro-batch is left to the trainer: memory grows with them (the
+# characters recipe's passes of about 2,500 tokens peaked at 12 GB on SmolLM2-135M), while passes of short
+# pairs need many of them for products large enough to run near the CPU's peak (BENCHMARKS.md, "Guide
+# training speed").
+PASS_TOKENS = 2560
+
+
+def fit_micro_batch(settings: TrainSettings, examples: Sequence[Example], prefix: Sequence[int] = ()
+                    ) -> TrainSettings:
+    """`settings` with its micro-batch set where it was left unset: the largest divisor of the batch size
+    whose packed pass (the shared prefix once, then each example's own tokens, at the mean length) stays
+    within PASS_TOKENS."""
+    if settings.micro_batch is not None:
+        return settings
+    k = len(prefix)
+    own = sum(len(e.ids) - (k if e.ids[:k] == list(prefix) else 0) for e in examples) / max(1, len(examples))
+    fits = [m for m in range(1, settings.batch_size + 1)
+            if settings.batch_size % m == 0 and (m == 1 or k + m * own <= PASS_TOKENS)]
+    return replace(settings, micro_batch=fits[-1])
 
 
 def bucketed_batches(lengths: Sequence[int], micro_batch: int, seed: int) -> list[list[int]]:
@@ -300,6 +321,7 @@ def train_lora(model: Any, examples: list[Example], out_dir: Path, settings: Tra
     from tqdm import tqdm
     from transformers import get_linear_schedule_with_warmup
 
+    settings = fit_micro_batch(settings, examples, prefix)
     torch.manual_seed(settings.seed)
     model = add_lora(model, settings)
     model.train()

@@ -134,3 +134,7 @@ def test_a_commands_own_default_yields_to_the_config_file_and_the_flag(tmp_path)
     assert config_from_args(parser.parse_args(["books", "--config", str(config_file), "--schema", "semeval"])
                             ).schema == "semeval"
     assert config_from_args(parser.parse_args(["train", "--out", "g"])).prompt == "slm/guide.v1"
+    # training steps on batches of 16, scoring keeps its own default of 8
+    assert config_from_args(parser.parse_args(["train", "--out", "g"])).batch_size == 16
+    assert config_from_args(parser.parse_args(["train", "--out", "g", "--batch-size", "8"])).batch_size == 8
+    assert config_from_args(parser.parse_args(["predict", "--data", "x", "--out", "y"])).batch_size == 8

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from collab.config import TrainSettings
-from guides.train import (Example, add_lora, answer_loss, backward_micro_batch, bucketed_batches, collate,
-                          split_for_threads, train_lora)
+from guides.train import (PASS_TOKENS, Example, add_lora, answer_loss, backward_micro_batch, bucketed_batches,
+                          collate, fit_micro_batch, split_for_threads, train_lora)
 
 
 def tiny_llama(seed: int = 0):
@@ -176,6 +176,26 @@ def test_batches_cover_every_example_once_and_depend_on_the_seed():
     assert batches != bucketed_batches(lengths, 3, seed=2)
 
 
+def test_an_unset_micro_batch_is_the_largest_divisor_of_the_batch_whose_pass_fits_the_token_budget():
+    prefix = list(range(3, 103))
+    short = [Example(prefix + [1] * 40, 139) for _ in range(6)]  # 16 of them pack into 100 + 640 tokens
+    assert fit_micro_batch(TrainSettings(batch_size=16), short, prefix).micro_batch == 16
+    own = (PASS_TOKENS - 100) // 5  # five fit beside the prefix (counted once), six do not
+    long = [Example(prefix + [1] * own, 99 + own)] * 6
+    assert fit_micro_batch(TrainSettings(batch_size=10), long, prefix).micro_batch == 5
+    assert fit_micro_batch(TrainSettings(batch_size=10), long).micro_batch == 2  # no shared prefix: 100 each
+    huge = [Example([1] * (2 * PASS_TOKENS), 10)]
+    assert fit_micro_batch(TrainSettings(batch_size=16), huge).micro_batch == 1
+    chosen = TrainSettings(batch_size=16, micro_batch=16)
+    assert fit_micro_batch(chosen, huge) is chosen
+
+
+def test_training_with_the_micro_batch_unset_packs_whole_batches_of_short_examples(tmp_path):
+    settings = TrainSettings(epochs=1, batch_size=4, warmup=0.0, checkpoint_every=1)
+    result = train_lora(tiny_llama(), examples(8), tmp_path, settings, data_key="d", progress=False)
+    assert result["micro_steps"] == result["optimizer_steps"] == 2
+
+
 SETTINGS = TrainSettings(epochs=6, lr=1e-2, batch_size=4, micro_batch=2, warmup=0.0, lora_dropout=0.0,
                          checkpoint_every=2)
 
@@ -247,7 +267,8 @@ def test_lora_targets_must_exist():
 
 # ------------------------------------------------------------------------------------------ real model
 def _train_small_guide(root, cache, *extra):
-    """A guide trained for two steps on 16 SemEval pairs and calibrated on 6 dev pairs, via the CLI."""
+    """A guide trained for two steps (batches of 8) on 16 SemEval pairs and calibrated on 6 dev pairs, via the
+    CLI."""
     from collab.cli import main
     from collab.datasets import datasets_root
 
@@ -256,7 +277,7 @@ def _train_small_guide(root, cache, *extra):
         lines = (source / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()[:n]
         (root / f"{name}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     assert main(["train", "--data", str(root / "train.jsonl"), "--dev", str(root / "dev.jsonl"),
-                 "--out", str(root / "g"), "--cache-dir", str(cache), "--threads", "2", *extra]) == 0
+                 "--out", str(root / "g"), "--cache-dir", str(cache), "--threads", "2", "--batch-size", "8", *extra]) == 0
     return root
 
 
@@ -310,7 +331,7 @@ def test_rerun_after_training_skips_to_calibration(trained_guide, model_cache):
     before = (trained_guide / "g" / "adapter_model.safetensors").stat().st_mtime_ns
     assert main(["train", "--data", str(trained_guide / "train.jsonl"), "--dev", str(trained_guide / "dev.jsonl"),
                  "--out", str(trained_guide / "g"), "--cache-dir", str(model_cache),
-                 "--threads", "2"]) == 0
+                 "--threads", "2", "--batch-size", "8"]) == 0
     assert (trained_guide / "g" / "adapter_model.safetensors").stat().st_mtime_ns == before
 
 
