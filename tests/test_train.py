@@ -277,7 +277,8 @@ def _train_small_guide(root, cache, *extra):
         lines = (source / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()[:n]
         (root / f"{name}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     assert main(["train", "--data", str(root / "train.jsonl"), "--dev", str(root / "dev.jsonl"),
-                 "--out", str(root / "g"), "--cache-dir", str(cache), "--threads", "2", "--batch-size", "8", *extra]) == 0
+                 "--out", str(root / "g"), "--cache-dir", str(cache), "--threads", "2", "--batch-size", "8",
+                 *extra]) == 0
     return root
 
 
