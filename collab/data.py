@@ -130,15 +130,20 @@ def _optional_str(record: dict, key: str, where: tuple[str, int]) -> str | None:
     return value
 
 
-def parse_pair(line_text: str, where: tuple[str, int], *, require_label: bool = False) -> Pair:
-    """One JSONL line → Pair, or DataError naming the field at fault."""
-    path, line = where
+def _json_object(line_text: str, path: str | Path, line: int) -> dict[str, Any]:
     try:
         record = json.loads(line_text)
     except json.JSONDecodeError as e:
         raise DataError(path, line, "(line)", f"invalid JSON: {e.msg} at column {e.colno}") from None
     if not isinstance(record, dict):
         raise DataError(path, line, "(line)", "must be a JSON object")
+    return record
+
+
+def parse_pair(line_text: str, where: tuple[str, int], *, require_label: bool = False) -> Pair:
+    """One JSONL line → Pair, or DataError naming the field at fault."""
+    path, line = where
+    record = _json_object(line_text, path, line)
     for key in ("id", "text", "head", "tail"):
         if key not in record:
             raise DataError(path, line, key, "missing")
@@ -218,12 +223,7 @@ def read_predictions(path: str | Path) -> Iterator[dict[str, Any]]:
     """Prediction records as dicts; only `id` and `relation` are required (that is all eval needs)."""
     path = Path(path)
     for line_no, line_text in _lines(path):
-        try:
-            record = json.loads(line_text)
-        except json.JSONDecodeError as e:
-            raise DataError(path, line_no, "(line)", f"invalid JSON: {e.msg} at column {e.colno}") from None
-        if not isinstance(record, dict):
-            raise DataError(path, line_no, "(line)", "must be a JSON object")
+        record = _json_object(line_text, path, line_no)
         for key in ("id", "relation"):
             if not isinstance(record.get(key), str):
                 raise DataError(path, line_no, key, "missing or not a string")

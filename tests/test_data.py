@@ -81,6 +81,12 @@ def test_predictions_round_trip_and_errors(tmp_path):
     bad.write_text('{"id": "a", "relation": "x", "route": "oracle"}\n')
     with pytest.raises(DataError, match=r"bad.jsonl:1: route: 'oracle' is not one of slm, llm, merged"):
         list(read_predictions(bad))
+    bad.write_text('{"id": "a", "relation": "x"}\n[1, 2]\n')
+    with pytest.raises(DataError, match=r"bad.jsonl:2: \(line\): must be a JSON object"):
+        list(read_predictions(bad))
+    bad.write_text('{"id": "a", "relation": "x"}\n{"id": "b"\n')
+    with pytest.raises(DataError, match=r"bad.jsonl:2: \(line\): invalid JSON"):
+        list(read_predictions(bad))
 
 
 # Fuzzing: whatever a line holds, the loader either yields a Pair or raises DataError, nothing else.
