@@ -53,8 +53,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=96, help="training pairs per arm")
     parser.add_argument("--micro-batch", type=int, default=None,
-                        help="pairs per forward/backward pass, both arms (default: the trainer's batch size, one pass "
-                             "per batch as the trainer runs short pairs; the padded baseline at --max-length 384 "
+                        help="pairs per forward/backward pass, both arms (default: guides.train.PASS_PAIRS, 16, the "
+                             "trainer's pass and batch on short pairs; the padded baseline at --max-length 384 "
                              "needs --micro-batch 8 to fit in 24 GB)")
     parser.add_argument("--max-length", type=int, default=128, help="the baseline's fixed padded length")
     parser.add_argument("--threads", type=int, default=2)
@@ -72,14 +72,14 @@ def main() -> None:
     from guides.models import load_model
     from guides.guide import make_scorer
     from guides.scoring import OneTorchThreadPool
-    from guides.train import adamw, add_lora, backward_micro_batch, bucketed_batches, encode
+    from guides.train import PASS_PAIRS, adamw, add_lora, backward_micro_batch, bucketed_batches, encode
 
     from speed import _body_and_head, matmul_peak
 
     torch.set_num_threads(args.threads)
     schema = load_schema("semeval")
     settings = TrainSettings()
-    mb = args.micro_batch or settings.batch_size
+    mb = args.micro_batch or PASS_PAIRS
     pairs = list(datasets.resolve("semeval:train").read(schema=schema))[:args.n + mb]
     config = Config(threads=args.threads)
     if args.lora_dropout is not None:

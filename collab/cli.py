@@ -124,8 +124,7 @@ def cmd_train(args: argparse.Namespace, config: Config) -> None:
         torch.set_num_threads(config.threads)
     four_bit = torch.cuda.is_available() if config.four_bit is None else config.four_bit
     values = {name: getattr(args, name) for name in TRAIN_FLAGS if hasattr(args, name)}
-    settings = TrainSettings.from_dict({**values, "four_bit": four_bit, "seed": config.seed,
-                                        "batch_size": config.batch_size})
+    settings = TrainSettings.from_dict({**values, "four_bit": four_bit, "seed": config.seed})
     train_spec = args.data or datasets.split_spec(schema, "train")
     dev_spec = args.dev or datasets.split_spec(schema, "dev")
     if args.kind == "encoder":
@@ -418,8 +417,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--pred", required=True, help="prediction JSONL written by predict --escalate")
     sub.add_argument("--out", required=True, help="merged prediction JSONL to write")
     sub = command("train", cmd_train, "tune a LoRA guide on a schema's training data, then calibrate it on dev",
-                  ["shared", "schema", "model", "prompt", "four_bit", "batch_size", "threads", "seed", "cache_dir",
-                   "tail_coverage"], defaults={"prompt": "slm/guide.v1", "batch_size": TrainSettings.batch_size})
+                  ["shared", "schema", "model", "prompt", "four_bit", "threads", "seed", "cache_dir",
+                   "tail_coverage"], defaults={"prompt": "slm/guide.v1"})
     sub.add_argument("--data", help="training JSONL or staged split (default: the schema's training data)")
     sub.add_argument("--dev", help="dev JSONL or staged split for calibration (default: the schema's dev split)")
     sub.add_argument("--out", required=True, help="guide folder to write (a rerun resumes from its checkpoint)")

@@ -155,10 +155,10 @@ class TrainSettings:
                                   "escalation signal); default: all labels")
     epochs: float = _opt(1.0, "passes over the training data (fractions allowed)")
     lr: float = _opt(2e-4, "peak learning rate (linear warm-up and decay)")
-    batch_size: int = _opt(16, "pairs per optimiser step")
+    batch_size: int | None = _opt(None, "pairs per optimiser step; unset: one forward pass (micro_batch)")
     micro_batch: int | None = _opt(None, "pairs per forward pass; batch_size must be a multiple (gradient "
-                                         "accumulation); unset: the largest that keeps a pass within "
-                                         "guides.train.PASS_TOKENS")
+                                         "accumulation); unset: the largest divisor of batch_size (of 16 when "
+                                         "that is unset too) that keeps a pass within guides.train.PASS_TOKENS")
     lora_r: int = _opt(16, "LoRA rank")
     lora_alpha: int = _opt(32, "LoRA alpha")
     lora_dropout: float = _opt(0.0, "LoRA dropout")
@@ -171,7 +171,10 @@ class TrainSettings:
     targets: tuple[str, ...] = _opt(LORA_TARGETS, "module names that get LoRA adapters")
 
     def __post_init__(self) -> None:
-        if self.micro_batch is not None and (self.micro_batch < 1 or self.batch_size % self.micro_batch):
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+        if self.micro_batch is not None and (self.micro_batch < 1 or (self.batch_size or self.micro_batch)
+                                             % self.micro_batch):
             raise ValueError(f"batch_size {self.batch_size} must be a multiple of micro_batch {self.micro_batch}")
 
     @classmethod
@@ -183,9 +186,9 @@ class TrainSettings:
             raise ValueError(f"training setting {'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
 
 
-# Training flags of their own; batch size, seed and 4-bit come from Config.
-TRAIN_FLAGS = ["head_only", "epochs", "lr", "micro_batch", "lora_r", "lora_alpha", "lora_dropout", "weight_decay", "warmup",
-               "max_length", "checkpoint_every"]
+# Training flags of their own; seed and 4-bit come from Config, whose batch size is the calibration's scoring.
+TRAIN_FLAGS = ["head_only", "epochs", "lr", "batch_size", "micro_batch", "lora_r", "lora_alpha", "lora_dropout",
+               "weight_decay", "warmup", "max_length", "checkpoint_every"]
 
 
 def flag(name: str) -> str:

@@ -134,7 +134,24 @@ def test_a_commands_own_default_yields_to_the_config_file_and_the_flag(tmp_path)
     assert config_from_args(parser.parse_args(["books", "--config", str(config_file), "--schema", "semeval"])
                             ).schema == "semeval"
     assert config_from_args(parser.parse_args(["train", "--out", "g"])).prompt == "slm/guide.v1"
-    # training steps on batches of 16, scoring keeps its own default of 8
-    assert config_from_args(parser.parse_args(["train", "--out", "g"])).batch_size == 16
-    assert config_from_args(parser.parse_args(["train", "--out", "g", "--batch-size", "8"])).batch_size == 8
+    # the train command's --batch-size is the training settings' (unset: one pass, see fit_micro_batch);
+    # calibration scores dev at the scoring default of 8
+    assert not hasattr(parser.parse_args(["train", "--out", "g"]), "batch_size")
+    assert parser.parse_args(["train", "--out", "g", "--batch-size", "8"]).batch_size == "8"
+    assert config_from_args(parser.parse_args(["train", "--out", "g"])).batch_size == 8
     assert config_from_args(parser.parse_args(["predict", "--data", "x", "--out", "y"])).batch_size == 8
+
+
+def test_train_batch_size_reaches_the_encoder_trainer(monkeypatch, write_jsonl, tmp_path):
+    import guides.encoder
+
+    seen = {}
+    monkeypatch.setattr(guides.encoder, "train_encoder", lambda *a, **kw: seen.update(kw))
+    monkeypatch.setattr(guides.encoder, "calibrate_encoder", lambda *a: {
+        "dev": {"micro_f1": 0.5, "ece_before": 0.1, "ece_after": 0.1}, "temperature": 1.0})
+    data = str(write_jsonl([pair_record("a"), pair_record("b")]))
+    args = ["train", "--kind", "encoder", "--data", data, "--dev", data, "--out", str(tmp_path / "g")]
+    assert main(args + ["--batch-size", "32", "--lr", "1e-3"]) == 0
+    assert (seen["batch_size"], seen["lr"]) == (32, 1e-3)
+    seen.clear()
+    assert main(args) == 0 and "batch_size" not in seen  # unset: the encoder's own default

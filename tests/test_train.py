@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from collab.config import TrainSettings
-from guides.train import (PASS_TOKENS, Example, add_lora, answer_loss, backward_micro_batch, bucketed_batches,
-                          collate, fit_micro_batch, split_for_threads, train_lora)
+from guides.train import (PASS_PAIRS, PASS_TOKENS, Example, add_lora, answer_loss, backward_micro_batch,
+                          bucketed_batches, collate, fit_micro_batch, split_for_threads, train_lora)
 
 
 def tiny_llama(seed: int = 0):
@@ -187,7 +187,22 @@ def test_an_unset_micro_batch_is_the_largest_divisor_of_the_batch_whose_pass_fit
     huge = [Example([1] * (2 * PASS_TOKENS), 10)]
     assert fit_micro_batch(TrainSettings(batch_size=16), huge).micro_batch == 1
     chosen = TrainSettings(batch_size=16, micro_batch=16)
-    assert fit_micro_batch(chosen, huge) is chosen
+    assert fit_micro_batch(chosen, huge) == chosen
+
+
+def test_an_unset_batch_is_one_pass_of_at_most_pass_pairs():
+    prefix = list(range(3, 103))
+    short = [Example(prefix + [1] * 40, 139) for _ in range(6)]
+    fitted = fit_micro_batch(TrainSettings(), short, prefix)
+    assert (fitted.batch_size, fitted.micro_batch) == (PASS_PAIRS, PASS_PAIRS) == (16, 16)
+    own = (PASS_TOKENS - 100) // 5  # five fit beside the prefix: 4 is the largest divisor of 16 under that
+    long = [Example(prefix + [1] * own, 99 + own)] * 6
+    fitted = fit_micro_batch(TrainSettings(), long, prefix)
+    assert (fitted.batch_size, fitted.micro_batch) == (4, 4)
+    fitted = fit_micro_batch(TrainSettings(micro_batch=2), short, prefix)
+    assert (fitted.batch_size, fitted.micro_batch) == (2, 2)
+    with pytest.raises(ValueError, match="batch_size must be at least 1"):
+        TrainSettings(batch_size=0)
 
 
 def test_training_with_the_micro_batch_unset_packs_whole_batches_of_short_examples(tmp_path):
