@@ -146,9 +146,9 @@ class TrainSettings:
     """Guide training hyperparameters: the seed paper's setting for its smallest model, except the learning
     rate (2e-4: a CPU budget of about one epoch leaves too few steps for 1e-4; see the guide's card) and LoRA
     dropout (0, not 0.05: without its random masks CPU training runs 1.2-1.4x faster, and one SemEval epoch
-    without it scored dev micro-F1 0.851 against 0.856), and the batch (16, not 8: passes of 16 short pairs run
-    at 0.72 of the CPU's matmul peak against 0.60, and SemEval's and CoNLL04's dev micro-F1 held; BENCHMARKS.md,
-    "Guide training speed")."""
+    without it scored dev micro-F1 0.851 against 0.856), and the batch (one pass of up to 16 pairs, not 8: passes
+    of 16 short pairs run at 0.72 of the CPU's matmul peak against 0.60 and SemEval's and CoNLL04's dev micro-F1
+    held, while long excerpts stay at passes and batches of 8; BENCHMARKS.md, "Guide training speed")."""
     __pydantic_config__ = ConfigDict(extra="forbid")
 
     head_only: bool = _opt(False, "train on the head labels only, long-tail pairs relabelled `long_tail` (the "
