@@ -393,6 +393,24 @@ def test_workers_get_the_next_windows_batches_before_a_window_is_handed_out(smol
     assert model.training and running == []
 
 
+@pytest.mark.model
+def test_a_windows_batches_go_to_the_workers_longest_first(smollm2_tokenizer):
+    """The last batches of a run are then its shortest, so a worker that runs out of batches waits little."""
+    from concurrent.futures import Future
+
+    scorer = LabelScorer(_tiny_model(smollm2_tokenizer, "sdpa"), smollm2_tokenizer, SEMEVAL)
+    pairs = [PAIRS[0], LONGER, PAIRS[2], SHARED_PAIRS[0], PAIRS[1], SHARED_PAIRS[1]]
+    submitted = []
+
+    def record(score, batch, prompts):
+        submitted.append(sum(len(ids) for ids in prompts))
+        return Future()
+
+    jobs = scorer._window_jobs(pairs, 1, record)
+    assert len(jobs) == len({p.text for p in pairs})  # the shared sentence's two pairs are one batch
+    assert submitted == sorted(submitted, reverse=True) and submitted[0] > submitted[-1]
+
+
 def test_workers_must_be_at_least_one():
     with pytest.raises(ValueError, match="workers must be at least 1"):
         LabelScorer(None, None, ["A"], workers=0)
