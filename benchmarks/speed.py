@@ -11,7 +11,8 @@ Also in that object: micro-F1 of both on the same pairs (a generated answer that
 label-code guide not a code, counts as a wrong positive answer; a generation is read as the label whose
 answer it starts with); the guide's achieved GFLOP/s, counting the
 work it must do (2 x non-embedding parameters per prompt token after the cached shared prefix and per fed
-label token, 2 x hidden x vocabulary per scored position, and, as model-FLOP utilisation is usually counted
+label token, 2 x hidden x vocabulary per position scored over the whole vocabulary, or x the labels' first
+tokens where the prompt pass computes the LM head for those only, and, as model-FLOP utilisation is usually counted
 (PaLM, appendix B), 4 x heads x head size per layer for each key a fed token attends to under the causal
 mask; padding and masked-out keys not counted), and its share of the fp32 matmul peak measured here at the
 model's own matrix shapes (see `matmul_peak`); `share_of_peak_weights_only` leaves attention out. The guide is
@@ -206,7 +207,9 @@ def guide_flops(scorer, rests: dict[str, list[list[int]]]) -> float:
     nodes, n_pairs = label_nodes(scorer), sum(map(len, rests.values()))
     for row in rests.values():
         fed += (_row_length(row) if scorer.share_sentences else sum(map(len, row))) + nodes * len(row)
-    return 2.0 * body * fed + 2.0 * head * n_pairs * (1 + nodes)
+    vocabulary = scorer.model.get_output_embeddings().weight.shape[0]
+    first = len(scorer._first_ids) / vocabulary if scorer._label_head else 1.0  # the prompt pass's share of the head
+    return 2.0 * body * fed + 2.0 * head * n_pairs * (first + nodes)
 
 
 def attention_flops(scorer, rests: dict[str, list[list[int]]]) -> float:

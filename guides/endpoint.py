@@ -5,7 +5,7 @@
 A batch of pairs is one request: each pair's chat-formatted prompt followed by each label's continuation, as
 n_pairs x n_labels prompts, with `echo` and `logprobs`, so the server returns every prompt token with its
 log-probability and character offset. A label's score is the sum over the tokens that start inside its
-continuation, which is what `LabelScorer` sums locally. Servers want max_tokens >= 1; the one generated token
+continuation, which is what `LabelScorer` sums locally, and the scores are normalised over the labels as there. Servers want max_tokens >= 1; the one generated token
 lies past the prompt and is not counted. A server whose tokens split a continuation differently from the local
 tokenizer is refused: its sums would not be the guide's scores.
 """
@@ -63,7 +63,7 @@ class EndpointScorer(LabelScorer):
         for i, choice in enumerate(choices):
             row, label = divmod(i, n)
             scores[row, label] = self._continuation_logprob(choice, len(prompt_texts[row]), len(texts[i]), label)
-        return scores
+        return torch.log_softmax(scores, dim=1)  # normalised over the labels, as LabelScorer's
 
     def _continuation_logprob(self, choice: Any, start: int, end: int, label: int) -> float:
         logprobs = getattr(choice, "logprobs", None)

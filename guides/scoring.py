@@ -3,8 +3,12 @@
 For a pair, the prompt (a rendered template, through the tokenizer's chat template with the generation prompt)
 runs through the model once. Each label's continuation is the label's tokens followed by the end-of-turn
 token, so a label that is a prefix of another ("Cause" vs "Cause-Effect(e1,e2)") is not favoured. A label's
-score is the sum of its continuation's token log-probabilities; the distribution is the softmax over the label
-scores, so the answer is always one of the labels and the probabilities sum to 1.
+score is the sum of its continuation's token log-probabilities, normalised over the label set (log-softmax
+across the labels: the log-probability of the label given that the answer is one of them); the distribution is
+the softmax over the label scores (at the guide's temperature), so the answer is always one of the labels and
+the probabilities sum to 1. Normalised, the first answer token needs no log-normaliser over the whole
+vocabulary, which is the same for every label: the prompt pass computes the LM head only for the labels' first
+tokens.
 
 Cost per pair (SmolLM2-135M, 19 SemEval labels): the prompt's shared start (chat header, system prompt, label
 list) is computed once per scorer and its KV cache reused; the pair-specific rest of the prompt runs once; then
@@ -97,7 +101,10 @@ class LabelScorer:
                        for i in range(0, len(labels), self.label_batch)]
         self._attention = getattr(getattr(_base_model(model), "config", None), "_attn_implementation", None)
         self.tree = tree and model is not None and _supports_tree_mask(model)
-        self._tries = [_Trie([self.continuations[i] for i in group]) for group in self.groups] if self.tree else []
+        self._first_ids = sorted({c[0] for c in self.continuations})
+        self._tries = ([_Trie([self.continuations[i] for i in group], self._first_ids) for group in self.groups]
+                       if self.tree else [])
+        self._label_head = _label_head(model, self._first_ids) if self.tree else None
         self.shared_prefix: list[int] = self._shared_prefix() if reuse_prefix else []
         self._prefix_cache: Any = None
         self._prefix_stamp: Any = None
@@ -219,8 +226,8 @@ class LabelScorer:
     # ------------------------------------------------------------------------------------------ scoring
     @torch.inference_mode()
     def label_scores(self, pair: Pair) -> torch.Tensor:
-        """Sum of token log-probs of each label's continuation (shape [n_labels], CPU; float32, or float64 for a
-        float64 model).
+        """Sum of token log-probs of each label's continuation, normalised over the labels (shape [n_labels], CPU;
+        float32, or float64 for a float64 model).
 
         With a label trie this is `label_scores_batch` for one pair. Otherwise: one forward pass over the prompt
         (only its pair-specific part when the shared prefix's cache applies), then one batched pass per
@@ -240,7 +247,7 @@ class LabelScorer:
                 group_cache = cache if len(self.groups) == 1 else copy.deepcopy(cache)
                 conts = [self.continuations[i] for i in group]
                 scores.append(self._score_chunk(conts, first, group_cache, len(ids), device))
-        return torch.cat(scores).cpu()
+        return torch.log_softmax(torch.cat(scores), dim=0).cpu()
 
     def _prefix_kv(self, device: torch.device) -> Any:
         """A fresh copy of the shared prefix's KV cache, (re)built when the device or the weights changed."""
@@ -248,8 +255,11 @@ class LabelScorer:
         with self._prefix_lock:
             if self._prefix_cache is None or self._prefix_stamp != stamp:
                 prefix = torch.tensor([self.shared_prefix], dtype=torch.long, device=device)
-                kwargs = {"logits_to_keep": 1} if self._keeps_logits else {}
-                self._prefix_cache = self.model(input_ids=prefix, use_cache=True, **kwargs).past_key_values
+                if self._label_head:  # no logits wanted
+                    self._prefix_cache = self._label_head[0](input_ids=prefix, use_cache=True).past_key_values
+                else:
+                    kwargs = {"logits_to_keep": 1} if self._keeps_logits else {}
+                    self._prefix_cache = self.model(input_ids=prefix, use_cache=True, **kwargs).past_key_values
                 self._prefix_stamp = stamp
             return copy.deepcopy(self._prefix_cache)
 
@@ -315,18 +325,27 @@ class LabelScorer:
             if k:
                 cache = self._prefix_kv(device)
                 cache.batch_repeat_interleave(rows.n)
-            kwargs = {"logits_to_keep": rows.keep} if self._keeps_logits else {}
-            out = self.model(input_ids=rows.ids.to(device), position_ids=rows.positions.to(device),
-                             attention_mask=self._mask(rows.visible()).to(device), past_key_values=cache,
-                             use_cache=True, **kwargs)
-            at_ends = out.logits[rows.row_of, rows.end_column if self._keeps_logits else rows.end_index]
-            first = torch.log_softmax(_wide(at_ends), dim=-1)  # [n_pairs, vocab], in input order
+            inputs = {"input_ids": rows.ids.to(device), "position_ids": rows.positions.to(device),
+                      "attention_mask": self._mask(rows.visible()).to(device), "past_key_values": cache,
+                      "use_cache": True}
+            if self._label_head:
+                body, head = self._label_head
+                out = body(**inputs)
+                at_ends = out.last_hidden_state[rows.row_of, rows.end_index]
+                # [n_pairs, first tokens]: logits, not log-probabilities; the scores are normalised below
+                first = _wide(torch.nn.functional.linear(at_ends, head.weight[self._first_ids],
+                                                         None if head.bias is None else head.bias[self._first_ids]))
+            else:
+                kwargs = {"logits_to_keep": rows.keep} if self._keeps_logits else {}
+                out = self.model(**inputs, **kwargs)
+                at_ends = out.logits[rows.row_of, rows.end_column if self._keeps_logits else rows.end_index]
+                first = torch.log_softmax(_wide(at_ends), dim=-1)[:, self._first_ids]  # in input order
             cache = out.past_key_values
             scores = []
             for trie in self._tries:
                 group_cache = cache if len(self._tries) == 1 else copy.deepcopy(cache)
                 scores.append(self._score_tree_batch(trie, first, group_cache, rows, device))
-        return torch.cat(scores, dim=1).cpu()
+        return torch.log_softmax(torch.cat(scores, dim=1), dim=1).cpu()
 
     def _check_length(self, pairs: Sequence[Pair], prompts: list[list[int]]) -> None:
         limit = getattr(getattr(_base_model(self.model), "config", None), "max_position_embeddings", None)
@@ -345,7 +364,7 @@ class LabelScorer:
 
     def _score_tree_batch(self, trie: _Trie, first: torch.Tensor, cache: Any, rows: "_Rows",
                           device: torch.device) -> torch.Tensor:
-        scores = first[:, trie.first_tokens.to(device)]  # [n_pairs, labels]
+        scores = first[:, trie.first_columns.to(device)]  # [n_pairs, labels]
         if trie.n_nodes == 0:
             return scores
         visible, positions = rows.trie_view(trie)
@@ -371,7 +390,7 @@ class LabelScorer:
                 logp = torch.log_softmax(_wide(self.model(input_ids=ids).logits[0]), dim=-1)
                 positions = torch.arange(len(prompt) - 1, len(prompt) + len(cont) - 1, device=device)
                 scores.append(logp[positions, torch.tensor(cont, device=device)].sum())
-        return torch.stack(scores).cpu()
+        return torch.log_softmax(torch.stack(scores), dim=0).cpu()
 
     def probabilities(self, pair: Pair) -> torch.Tensor:
         return torch.softmax(self.label_scores(pair).double() / self.temperature, dim=0)
@@ -650,7 +669,8 @@ class _Trie:
     Each (node, target, label) triple says: label's next token `target` is predicted at `node`.
     """
 
-    def __init__(self, continuations: list[list[int]]):
+    def __init__(self, continuations: list[list[int]], first_ids: list[int]):
+        """`first_ids`: the columns of the prompt pass's first-token scores, by token id."""
         index: dict[tuple[int, ...], int] = {}
         tokens, depths, parents = [], [], []
         score_node, score_target, score_label = [], [], []
@@ -676,7 +696,7 @@ class _Trie:
         self.tokens = torch.tensor(tokens, dtype=torch.long)
         self.depths = torch.tensor(depths, dtype=torch.long)
         self.ancestors = ancestors
-        self.first_tokens = torch.tensor([cont[0] for cont in continuations], dtype=torch.long)
+        self.first_columns = torch.tensor([first_ids.index(cont[0]) for cont in continuations], dtype=torch.long)
         self.score_node = torch.tensor(score_node, dtype=torch.long)
         self.score_target = torch.tensor(score_target, dtype=torch.long)
         self.score_label = torch.tensor(score_label, dtype=torch.long)
@@ -693,6 +713,26 @@ def _supports_tree_mask(model: Any) -> bool:
             return getattr(config, "use_sliding_window", True) is False
         return not any("sliding" in str(t) for t in layer_types)
     return True
+
+
+def _label_head(model: Any, first_ids: list[int]) -> tuple[Any, torch.nn.Linear] | None:
+    """The model's decoder body and its plain linear LM head, when the head's rows for `first_ids` applied to the
+    body's hidden states give the model's own logits for those tokens (checked on a probe: a head that scales or
+    caps its logits, or carries an adapter, fails it); else None, and the prompt pass runs the whole head.
+    On SemEval's 19 label codes the whole head was 2% of the scoring time, at a fifth of the products' speed."""
+    base = _base_model(model)
+    get_decoder, get_head = getattr(base, "get_decoder", None), getattr(base, "get_output_embeddings", None)
+    if model is None or not callable(get_decoder) or not callable(get_head):
+        return None
+    body, head = get_decoder(), get_head()
+    if body is None or type(head) is not torch.nn.Linear:
+        return None
+    probe = torch.arange(1, 9, device=_device(model))[None]
+    with torch.inference_mode(), _eval_mode(model):
+        whole = model(input_ids=probe).logits[0][:, first_ids]
+        rows = torch.nn.functional.linear(body(input_ids=probe).last_hidden_state[0], head.weight[first_ids],
+                                          None if head.bias is None else head.bias[first_ids])
+    return (body, head) if torch.allclose(rows, whole, rtol=1e-4, atol=1e-4) else None
 
 
 def _weights_version(model: Any) -> int:

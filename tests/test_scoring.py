@@ -394,6 +394,41 @@ def test_workers_get_the_next_windows_batches_before_a_window_is_handed_out(smol
 
 
 @pytest.mark.model
+def test_the_prompt_pass_runs_the_lm_head_only_for_the_labels_first_tokens(smollm2_tokenizer):
+    """The scores are normalised over the labels, so the whole vocabulary's normaliser is not needed: the LM head
+    is not run over the whole vocabulary, and the scores are still the naive path's. A head the scorer cannot
+    take rows from (here one of its own class) runs whole, with the same scores."""
+    import torch
+
+    model = _tiny_model(smollm2_tokenizer, "sdpa")
+    calls = []
+    model.lm_head.register_forward_hook(lambda module, inputs, output: calls.append(output.shape))
+    for template, labels in (("slm/guide_codes.v1", SEMEVAL), ("slm/zero_shot.v1", MIXED)):
+        scorer = LabelScorer(model, smollm2_tokenizer, labels, template=template)
+        assert scorer._label_head is not None
+        calls.clear()
+        batched = scorer.label_scores_batch(PAIRS)
+        vocabulary = model.lm_head.out_features
+        assert all(shape[-1] == vocabulary for shape in calls)
+        assert len(calls) == (0 if template == "slm/guide_codes.v1" else 1)  # only the label trie's pass
+        for row, pair in zip(batched, PAIRS):
+            torch.testing.assert_close(row, scorer.naive_label_scores(pair), rtol=1e-9, atol=1e-9)
+            assert torch.logsumexp(row, dim=0).item() == pytest.approx(0.0, abs=1e-12)
+
+    class ScaledHead(torch.nn.Linear):
+        def forward(self, x):
+            return 2 * super().forward(x)
+
+    scaled = ScaledHead(model.lm_head.in_features, model.lm_head.out_features, bias=False, dtype=torch.float64)
+    scaled.weight = model.lm_head.weight
+    model.lm_head = scaled
+    scorer = LabelScorer(model, smollm2_tokenizer, SEMEVAL, template="slm/guide_codes.v1")
+    assert scorer._label_head is None
+    for row, pair in zip(scorer.label_scores_batch(PAIRS), PAIRS):
+        torch.testing.assert_close(row, scorer.naive_label_scores(pair), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.model
 def test_a_windows_batches_go_to_the_workers_longest_first(smollm2_tokenizer):
     """The last batches of a run are then its shortest, so a worker that runs out of batches waits little."""
     from concurrent.futures import Future
