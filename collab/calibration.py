@@ -1,7 +1,8 @@
 """Temperature scaling of label scores, expected calibration error and a reliability diagram.
 
-A guide's label scores are summed log-probabilities normalised over its labels; softmax(scores / T) with T fitted on a dev split makes the
-top probability mean what it says (Guo et al., 2017). T changes no argmax, so it costs no F1.
+A guide's label scores are summed log-probabilities normalised over its labels; softmax(scores / T) with T fitted
+on a dev split makes the top probability mean what it says (Guo et al., 2017). T changes no argmax, so it costs
+no F1.
 """
 from __future__ import annotations
 

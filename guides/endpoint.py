@@ -5,9 +5,9 @@
 A batch of pairs is one request: each pair's chat-formatted prompt followed by each label's continuation, as
 n_pairs x n_labels prompts, with `echo` and `logprobs`, so the server returns every prompt token with its
 log-probability and character offset. A label's score is the sum over the tokens that start inside its
-continuation, which is what `LabelScorer` sums locally, and the scores are normalised over the labels as there. Servers want max_tokens >= 1; the one generated token
-lies past the prompt and is not counted. A server whose tokens split a continuation differently from the local
-tokenizer is refused: its sums would not be the guide's scores.
+continuation, which is what `LabelScorer` sums locally, normalised over the labels as there. Servers want
+max_tokens >= 1; the one generated token lies past the prompt and is not counted. A server whose tokens split a
+continuation differently from the local tokenizer is refused: its sums would not be the guide's scores.
 """
 from __future__ import annotations
 

@@ -716,9 +716,9 @@ def _supports_tree_mask(model: Any) -> bool:
 
 
 def _label_head(model: Any, first_ids: list[int]) -> tuple[Any, torch.nn.Linear] | None:
-    """The model's decoder body and its plain linear LM head, when the head's rows for `first_ids` applied to the
-    body's hidden states give the model's own logits for those tokens (checked on a probe: a head that scales or
-    caps its logits, or carries an adapter, fails it); else None, and the prompt pass runs the whole head.
+    """The model's decoder body and its LM head, when the head is a plain linear layer (not an adapter's, say) whose
+    rows for `first_ids`, applied to the body's hidden states, give the model's own logits for those tokens on a
+    probe (a model that scales or caps its logits fails it); else None, and the prompt pass runs the whole head.
     On SemEval's 19 label codes the whole head was 2% of the scoring time, at a fifth of the products' speed."""
     base = _base_model(model)
     get_decoder, get_head = getattr(base, "get_decoder", None), getattr(base, "get_output_embeddings", None)
