@@ -333,8 +333,7 @@ class LabelScorer:
                 out = body(**inputs)
                 at_ends = out.last_hidden_state[rows.row_of, rows.end_index]
                 # [n_pairs, first tokens]: logits, not log-probabilities; the scores are normalised below
-                first = _wide(torch.nn.functional.linear(at_ends, head.weight[self._first_ids],
-                                                         None if head.bias is None else head.bias[self._first_ids]))
+                first = _wide(_head_rows(head, self._first_ids, at_ends))
             else:
                 kwargs = {"logits_to_keep": rows.keep} if self._keeps_logits else {}
                 out = self.model(**inputs, **kwargs)
@@ -730,9 +729,13 @@ def _label_head(model: Any, first_ids: list[int]) -> tuple[Any, torch.nn.Linear]
     probe = torch.arange(1, 9, device=_device(model))[None]
     with torch.inference_mode(), _eval_mode(model):
         whole = model(input_ids=probe).logits[0][:, first_ids]
-        rows = torch.nn.functional.linear(body(input_ids=probe).last_hidden_state[0], head.weight[first_ids],
-                                          None if head.bias is None else head.bias[first_ids])
+        rows = _head_rows(head, first_ids, body(input_ids=probe).last_hidden_state[0])
     return (body, head) if torch.allclose(rows, whole, rtol=1e-4, atol=1e-4) else None
+
+
+def _head_rows(head: torch.nn.Linear, ids: list[int], hidden: torch.Tensor) -> torch.Tensor:
+    """The LM head's logits for the tokens `ids` only."""
+    return torch.nn.functional.linear(hidden, head.weight[ids], None if head.bias is None else head.bias[ids])
 
 
 def _weights_version(model: Any) -> int:
