@@ -72,12 +72,14 @@ class LlamaForward:
 
 
 def llama_forward(body: Any) -> LlamaForward | None:
-    """A `LlamaForward` for `body` when it is transformers' own Llama decoder with SDPA attention, built of its own
-    layer classes with SiLU MLPs; else None (other architectures keep their own forward, and so does eager
-    attention, which takes its softmax in float32 whatever the model's dtype)."""
+    """A `LlamaForward` for `body` when it is transformers' own Llama decoder on the CPU with SDPA attention, built of
+    its own layer classes with SiLU MLPs; else None. Other architectures keep their own forward, and so do eager
+    attention (its softmax is float32 whatever the model's dtype) and GPUs: there no worker threads share an
+    interpreter, and SDPA given both a mask and grouped heads falls back to its math kernel (transformers avoids
+    that combination on CUDA for this reason)."""
     if type(body) is not llama.LlamaModel or getattr(body.config, "hidden_act", None) != "silu":
         return None
-    if body.config._attn_implementation != "sdpa":
+    if body.config._attn_implementation != "sdpa" or body.device.type != "cpu":
         return None
     for layer in body.layers:
         parts = (layer, layer.self_attn, layer.mlp, layer.input_layernorm, layer.post_attention_layernorm)

@@ -66,6 +66,7 @@ def test_other_decoders_keep_their_own_forward():
     assert llama_forward(qwen.get_decoder()) is None
     assert llama_forward(_tiny_llama(hidden_act="gelu").get_decoder()) is None
     assert llama_forward(_tiny_llama("eager").get_decoder()) is None  # its softmax is float32 in any dtype
+    assert llama_forward(_tiny_llama().to("meta").get_decoder()) is None  # measured on the CPU only
     llama = _tiny_llama()
     llama.model.layers[0].mlp = torch.nn.Identity()  # a layer rebuilt from parts it was not written for
     assert llama_forward(llama.get_decoder()) is None
