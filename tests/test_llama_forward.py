@@ -70,6 +70,31 @@ def test_other_decoders_keep_their_own_forward():
     llama = _tiny_llama()
     llama.model.layers[0].mlp = torch.nn.Identity()  # a layer rebuilt from parts it was not written for
     assert llama_forward(llama.get_decoder()) is None
+    hooked = _tiny_llama()
+    hooked.model.layers[1].self_attn.o_proj.register_forward_hook(lambda module, args, out: out * 2)
+    assert llama_forward(hooked.get_decoder()) is None  # it calls `forward` itself: hooks would not run
+
+
+def test_adapters_inside_the_projections_still_apply():
+    from peft import LoraConfig, get_peft_model
+
+    from guides.llama_forward import llama_forward
+
+    model = get_peft_model(_tiny_llama(), LoraConfig(r=4, target_modules=["q_proj", "v_proj", "down_proj"]))
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:  # zero at initialisation: the adapter would change nothing
+                parameter.normal_(0, 0.5)
+    body = model.get_base_model().get_decoder()
+    lean = llama_forward(body)
+    ids = torch.tensor([[3, 1, 4, 1, 5, 9, 2, 6]])
+    with torch.inference_mode():
+        expected = body(input_ids=ids).last_hidden_state
+        with model.disable_adapter():
+            bare = body(input_ids=ids).last_hidden_state
+        got = lean(input_ids=ids).last_hidden_state
+    assert (expected - bare).abs().max() > 1e-3
+    torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
 
 
 def test_a_2d_mask_is_refused_with_a_clear_error():
