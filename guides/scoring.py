@@ -367,14 +367,10 @@ class LabelScorer:
         if trie.n_nodes == 0:
             return scores
         visible, positions = rows.trie_view(trie)
-        inputs = {"input_ids": trie.tokens.repeat(rows.blocks)[None].expand(rows.n, -1).to(device),
-                  "position_ids": positions.to(device), "attention_mask": self._mask(visible).to(device),
-                  "past_key_values": cache, "use_cache": True}
-        if self._label_head:  # the same logits, with the body's forward the prompt pass uses
-            body, head = self._label_head
-            logits = _wide(head(body(**inputs).last_hidden_state))  # [rows, blocks * nodes, vocab]
-        else:
-            logits = _wide(self.model(**inputs).logits)
+        out = self.model(input_ids=trie.tokens.repeat(rows.blocks)[None].expand(rows.n, -1).to(device),
+                         position_ids=positions.to(device), attention_mask=self._mask(visible).to(device),
+                         past_key_values=cache, use_cache=True)
+        logits = _wide(out.logits)  # [rows, blocks * nodes, vocab]
         row = rows.row_of.to(device)[:, None]
         nodes = trie.score_node.to(device)[None] + (rows.block_of.to(device) * trie.n_nodes)[:, None]
         token_logp = (logits[row, nodes, trie.score_target.to(device)[None]]
@@ -719,11 +715,10 @@ def _supports_tree_mask(model: Any) -> bool:
 
 
 def _label_head(model: Any, first_ids: list[int]) -> tuple[Any, torch.nn.Linear] | None:
-    """The model's decoder body (as `guides.llama_forward` runs it where it applies, else as it is) and its LM head,
-    when the head is a plain linear layer (not an adapter's, say) whose rows for `first_ids`, applied to the
-    body's hidden states, give the model's own logits for those tokens on a probe (a model that scales or caps its
-    logits fails it); else None, and the prompt pass runs the whole model. On SemEval's 19 label codes the whole
-    head was 2% of the scoring time, at a fifth of the products' speed."""
+    """The model's decoder body and its LM head, when the head is a plain linear layer (not an adapter's, say) whose
+    rows for `first_ids`, applied to the body's hidden states, give the model's own logits for those tokens on a
+    probe (a model that scales or caps its logits fails it); else None, and the prompt pass runs the whole head.
+    On SemEval's 19 label codes the whole head was 2% of the scoring time, at a fifth of the products' speed."""
     base = _base_model(model)
     get_decoder, get_head = getattr(base, "get_decoder", None), getattr(base, "get_output_embeddings", None)
     if model is None or not callable(get_decoder) or not callable(get_head):
@@ -731,17 +726,11 @@ def _label_head(model: Any, first_ids: list[int]) -> tuple[Any, torch.nn.Linear]
     body, head = get_decoder(), get_head()
     if body is None or type(head) is not torch.nn.Linear:
         return None
-    from guides.llama_forward import llama_forward  # transformers is loaded by now: there is a model
-
     probe = torch.arange(1, 9, device=_device(model))[None]
     with torch.inference_mode(), _eval_mode(model):
         whole = model(input_ids=probe).logits[0][:, first_ids]
-        for candidate in (llama_forward(body), body):
-            if candidate is not None:
-                rows = _head_rows(head, first_ids, candidate(input_ids=probe).last_hidden_state[0])
-                if torch.allclose(rows, whole, rtol=1e-4, atol=1e-4):
-                    return candidate, head
-    return None
+        rows = _head_rows(head, first_ids, body(input_ids=probe).last_hidden_state[0])
+    return (body, head) if torch.allclose(rows, whole, rtol=1e-4, atol=1e-4) else None
 
 
 def _head_rows(head: torch.nn.Linear, ids: list[int], hidden: torch.Tensor) -> torch.Tensor:

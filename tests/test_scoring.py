@@ -400,14 +400,12 @@ def test_the_prompt_pass_runs_the_lm_head_only_for_the_labels_first_tokens(smoll
     take rows from (here one of its own class) runs whole, with the same scores."""
     import torch
 
-    from guides.llama_forward import LlamaForward
-
     model = _tiny_model(smollm2_tokenizer, "sdpa")
     calls = []
     model.lm_head.register_forward_hook(lambda module, inputs, output: calls.append(output.shape))
     for template, labels in (("slm/guide_codes.v1", SEMEVAL), ("slm/zero_shot.v1", MIXED)):
         scorer = LabelScorer(model, smollm2_tokenizer, labels, template=template)
-        assert isinstance(scorer._label_head[0], LlamaForward)  # the lean body, where it applies
+        assert scorer._label_head is not None
         calls.clear()
         batched = scorer.label_scores_batch(PAIRS)
         vocabulary = model.lm_head.out_features
