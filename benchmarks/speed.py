@@ -76,8 +76,6 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3,
                         help="timed runs of the guide, each after its own peak measurement; medians are reported")
-    parser.add_argument("--compile", action="store_true",
-                        help="torch.compile each decoder layer (dynamic shapes) for both methods before timing")
     args = parser.parse_args()
 
     import torch
@@ -87,10 +85,6 @@ def main() -> None:
 
     config, schema, pairs, scorer = pairs_and_scorer(args)
     model, tokenizer = scorer.model, scorer.tokenizer
-    if args.compile:  # fuses the norms, rotary embedding and SiLU around the products; compiled in the warm-ups
-        layers = model.get_decoder().layers
-        for i, layer in enumerate(layers):
-            layers[i] = torch.compile(layer, dynamic=True)
 
     def generate(pair) -> str:
         ids = torch.tensor([scorer.prompt_ids(pair)])
