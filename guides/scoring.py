@@ -22,6 +22,7 @@ import copy
 import inspect
 import os
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
@@ -105,6 +106,7 @@ class LabelScorer:
         self._tries = ([_Trie([self.continuations[i] for i in group], self._first_ids) for group in self.groups]
                        if self.tree else [])
         self._label_head = _label_head(model, self._first_ids) if self.tree else None
+        self._mlps_skip_padding = self.tree and _hook_mlps(model)
         self.shared_prefix: list[int] = self._shared_prefix() if reuse_prefix else []
         self._prefix_cache: Any = None
         self._prefix_stamp: Any = None
@@ -330,13 +332,15 @@ class LabelScorer:
                       "use_cache": True}
             if self._label_head:
                 body, head = self._label_head
-                out = body(**inputs)
+                with _mlps_on_real_tokens(rows.real.to(device), self._mlps_skip_padding):
+                    out = body(**inputs)
                 at_ends = out.last_hidden_state[rows.row_of, rows.end_index]
                 # [n_pairs, first tokens]: logits, not log-probabilities; the scores are normalised below
                 first = _wide(_head_rows(head, self._first_ids, at_ends))
             else:
                 kwargs = {"logits_to_keep": rows.keep} if self._keeps_logits else {}
-                out = self.model(**inputs, **kwargs)
+                with _mlps_on_real_tokens(rows.real.to(device), self._mlps_skip_padding):
+                    out = self.model(**inputs, **kwargs)
                 at_ends = out.logits[rows.row_of, rows.end_column if self._keeps_logits else rows.end_index]
                 first = torch.log_softmax(_wide(at_ends), dim=-1)[:, self._first_ids]  # in input order
             cache = out.past_key_values
@@ -731,6 +735,62 @@ def _label_head(model: Any, first_ids: list[int]) -> tuple[Any, torch.nn.Linear]
         whole = model(input_ids=probe).logits[0][:, first_ids]
         rows = _head_rows(head, first_ids, body(input_ids=probe).last_hidden_state[0])
     return (body, head) if torch.allclose(rows, whole, rtol=1e-4, atol=1e-4) else None
+
+
+# The prompt pass's real (not padding) token positions on this thread, while `_mlps_on_real_tokens` holds them.
+_real_tokens = threading.local()
+_hooked_mlps: "weakref.WeakSet[torch.nn.Module]" = weakref.WeakSet()
+
+
+def _hook_mlps(model: Any) -> bool:
+    """Hooks each decoder layer's MLP so that within `_mlps_on_real_tokens` it runs on the real tokens alone.
+    An MLP works token by token, so the real tokens' outputs do not depend on the padding rows (on this CPU the
+    probabilities come out bit-identical), and the padding, whose outputs nothing reads, is not computed: 2.7% of
+    the prompt pass's tokens on SemEval test and 3.9% on a novel's pairs, through the three quarters of a layer's
+    weights the MLP holds. Outside, the hooks pass everything through. False where the body has no layers with
+    an MLP module."""
+    body = getattr(_base_model(model), "get_decoder", lambda: None)()
+    mlps = [getattr(layer, "mlp", None) for layer in getattr(body, "layers", None) or ()]
+    if not mlps or not all(isinstance(mlp, torch.nn.Module) for mlp in mlps):
+        return False
+    for mlp in mlps:
+        if mlp not in _hooked_mlps:
+            mlp.register_forward_pre_hook(_pack_real_tokens)
+            mlp.register_forward_hook(_unpack_real_tokens)
+            _hooked_mlps.add(mlp)
+    return True
+
+
+@contextmanager
+def _mlps_on_real_tokens(real: torch.Tensor, enabled: bool = True) -> Iterator[None]:
+    """Within, a hooked MLP fed this thread's batch ([rows, width, hidden], `real` [rows, width]) runs on the
+    real tokens only; the padding positions' outputs are zeros."""
+    if not enabled or bool(real.all()):
+        yield
+        return
+    _real_tokens.shape, _real_tokens.index = tuple(real.shape), real.reshape(-1).nonzero().squeeze(1)
+    try:
+        yield
+    finally:
+        _real_tokens.index = _real_tokens.packed = None
+
+
+def _pack_real_tokens(module: torch.nn.Module, args: tuple) -> tuple | None:
+    index = getattr(_real_tokens, "index", None)
+    if index is None or len(args) != 1 or tuple(args[0].shape[:2]) != _real_tokens.shape:
+        return None
+    hidden = args[0]
+    _real_tokens.packed = hidden.shape
+    return (hidden.reshape(-1, hidden.shape[-1]).index_select(0, index)[None],)
+
+
+def _unpack_real_tokens(module: torch.nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor | None:
+    shape = getattr(_real_tokens, "packed", None)
+    if shape is None:
+        return None
+    _real_tokens.packed = None
+    full = output.new_zeros(shape[0] * shape[1], output.shape[-1])
+    return full.index_copy_(0, _real_tokens.index, output[0]).view(shape[0], shape[1], -1)
 
 
 def _head_rows(head: torch.nn.Linear, ids: list[int], hidden: torch.Tensor) -> torch.Tensor:

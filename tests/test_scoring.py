@@ -429,6 +429,30 @@ def test_the_prompt_pass_runs_the_lm_head_only_for_the_labels_first_tokens(smoll
 
 
 @pytest.mark.model
+def test_the_mlps_skip_the_prompt_pass_padding(smollm2_tokenizer):
+    """Rows of unlike length are left-padded to one width; in the prompt pass each layer's MLP runs on the real
+    tokens alone, and the scores are still the one-pair path's. Outside the scorer's pass the MLPs see every token."""
+    import torch
+
+    model = _tiny_model(smollm2_tokenizer, "sdpa")
+    seen = []
+    model.model.layers[1].mlp.register_forward_hook(lambda module, args, output: seen.append(tuple(args[0].shape)))
+    pairs = [PAIRS[0], LONGER, PAIRS[2]]
+    for template, labels in (("slm/guide_codes.v1", SEMEVAL), ("slm/zero_shot.v1", MIXED)):
+        scorer = LabelScorer(model, smollm2_tokenizer, labels, template=template)
+        rests = [len(scorer.prompt_ids(p)) - len(scorer.shared_prefix) for p in pairs]
+        seen.clear()
+        batched = scorer.label_scores_batch(pairs)
+        assert (1, sum(rests), 32) in seen  # the real tokens of the three rows, and nothing else
+        assert (len(pairs), max(rests), 32) not in seen  # the padded batch never reaches the MLP
+        for row, pair in zip(batched, pairs):
+            torch.testing.assert_close(row, scorer.naive_label_scores(pair), rtol=1e-9, atol=1e-9)
+    seen.clear()
+    model(input_ids=torch.randint(0, 1000, (2, 5)))
+    assert seen == [(2, 5, 32)]
+
+
+@pytest.mark.model
 def test_a_windows_batches_go_to_the_workers_longest_first(smollm2_tokenizer):
     """The last batches of a run are then its shortest, so a worker that runs out of batches waits little."""
     from concurrent.futures import Future
