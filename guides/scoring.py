@@ -330,19 +330,18 @@ class LabelScorer:
             inputs = {"input_ids": rows.ids.to(device), "position_ids": rows.positions.to(device),
                       "attention_mask": self._mask(rows.visible()).to(device), "past_key_values": cache,
                       "use_cache": True}
-            if self._label_head:
-                body, head = self._label_head
-                with _mlps_on_real_tokens(rows.real.to(device), self._mlps_skip_padding):
+            with _mlps_on_real_tokens(rows.real.to(device), self._mlps_skip_padding):
+                if self._label_head:
+                    body, head = self._label_head
                     out = body(**inputs)
-                at_ends = out.last_hidden_state[rows.row_of, rows.end_index]
-                # [n_pairs, first tokens]: logits, not log-probabilities; the scores are normalised below
-                first = _wide(_head_rows(head, self._first_ids, at_ends))
-            else:
-                kwargs = {"logits_to_keep": rows.keep} if self._keeps_logits else {}
-                with _mlps_on_real_tokens(rows.real.to(device), self._mlps_skip_padding):
+                    at_ends = out.last_hidden_state[rows.row_of, rows.end_index]
+                    # [n_pairs, first tokens]: logits, not log-probabilities; the scores are normalised below
+                    first = _wide(_head_rows(head, self._first_ids, at_ends))
+                else:
+                    kwargs = {"logits_to_keep": rows.keep} if self._keeps_logits else {}
                     out = self.model(**inputs, **kwargs)
-                at_ends = out.logits[rows.row_of, rows.end_column if self._keeps_logits else rows.end_index]
-                first = torch.log_softmax(_wide(at_ends), dim=-1)[:, self._first_ids]  # in input order
+                    at_ends = out.logits[rows.row_of, rows.end_column if self._keeps_logits else rows.end_index]
+                    first = torch.log_softmax(_wide(at_ends), dim=-1)[:, self._first_ids]  # in input order
             cache = out.past_key_values
             scores = []
             for trie in self._tries:
