@@ -60,14 +60,15 @@ def main() -> None:
 
     from torch.profiler import ProfilerActivity, profile
 
-    from guides.scoring import _row_length
+    from guides.scoring import _base_model, _row_length
 
     args.threads = 1
     _, _, pairs, scorer = pairs_and_scorer(args)
     scorer.workers = 1  # on the profiler's own thread
     scorer.predict(pairs[:args.batch_size], args.batch_size)  # warm-up, as in speed.py
     computed = []  # tokens each forward pass runs, padding included (the shared prefix is cached by now)
-    hook = scorer.model.register_forward_pre_hook(
+    # on the decoder body: the prompt pass runs it alone where the scorer has a label head, other passes via the model
+    hook = _base_model(scorer.model).get_decoder().register_forward_pre_hook(
         lambda module, a, kw: computed.append(kw["input_ids"].numel()), with_kwargs=True)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         scorer.predict(pairs, args.batch_size)
