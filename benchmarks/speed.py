@@ -17,7 +17,10 @@ tokens where the prompt pass computes the LM head for those only, and, as model-
 mask; padding and masked-out keys not counted), and its share of the fp32 matmul peak measured here at the
 model's own matrix shapes (see `matmul_peak`); `share_of_peak_weights_only` leaves attention out. The guide is
 timed `--rounds` times, each round straight after its own peak measurement, and the medians are reported: on a
-shared machine the peak moves by a quarter from one measurement to the next.
+shared machine the peak moves by a quarter from one measurement to the next. `workers_busy_share` is the
+share of the workers' time (workers x wall time) the timed rounds spent inside batches: what the rest of the
+share lost went to waiting (a run's first batches wait for its prompts to be tokenised, its last worker to
+finish alone) and not to the batches' own work; `--threads 1` gives the one-thread share, with no waiting.
 
 The guide runs three ways: as it is (the timed rounds above), where pairs of one sentence share a batch row
 and batches run side by side on one-thread workers (one per torch thread), with that sharing off
@@ -101,12 +104,29 @@ def main() -> None:
     rests = prompt_rests_by_text(scorer, pairs)
     flops, attention = guide_flops(scorer, rests), attention_flops(scorer, rests)
     scorer.predict(pairs[:args.batch_size], args.batch_size)
+    pool = scorer._workers_pool()
+    workers = pool.size if pool else 1
+    batch_seconds: list[float] = []  # of the timed rounds' batches, on whichever worker ran each
+    score_batch = scorer.label_scores_batch
+
+    def timed_batch(*batch_args):
+        start = time.perf_counter()
+        try:
+            return score_batch(*batch_args)
+        finally:
+            batch_seconds.append(time.perf_counter() - start)
+
+    scorer.label_scores_batch = timed_batch  # the scorer submits its batches through this attribute
     rounds = []  # (peak, seconds): on a shared machine the peak moves, so each round is held to the peak just before it
+    busy = []  # each round's share of the workers' time spent in batches: the rest is waiting and bookkeeping
     for _ in range(args.rounds):
         peak = matmul_peak(model, tokens=args.batch_size * 48)
+        batch_seconds.clear()
         start = time.perf_counter()
         predictions = scorer.predict(pairs, args.batch_size)
         rounds.append((peak, time.perf_counter() - start))
+        busy.append(sum(batch_seconds) / workers / rounds[-1][1])
+    del scorer.label_scores_batch
     scored_seconds = statistics.median(seconds for _, seconds in rounds)
     shares = [(flops + attention) / seconds / 1e9 / peak for peak, seconds in rounds]
     scorer.share_sentences = False
@@ -169,6 +189,8 @@ def main() -> None:
         "share_of_peak": round(statistics.median(shares), 3),
         "share_of_peak_weights_only": round(statistics.median(flops / seconds / 1e9 / peak
                                                               for peak, seconds in rounds), 3),
+        "workers": workers,
+        "workers_busy_share": round(statistics.median(busy), 3),
     }))
 
 
