@@ -18,9 +18,10 @@ mask; padding and masked-out keys not counted), and its share of the fp32 matmul
 model's own matrix shapes (see `matmul_peak`); `share_of_peak_weights_only` leaves attention out. The guide is
 timed `--rounds` times, each round straight after its own peak measurement, and the medians are reported: on a
 shared machine the peak moves by a quarter from one measurement to the next. `workers_busy_share` is the
-share of the workers' time (workers x wall time) the timed rounds spent inside batches: what the rest of the
-share lost went to waiting (a run's first batches wait for its prompts to be tokenised, its last worker to
-finish alone) and not to the batches' own work; `--threads 1` gives the one-thread share, with no waiting.
+share of the workers' time (workers x wall time) that the timed rounds spent inside batches; the rest went to
+waiting (the first batches for the prompts to be tokenised, one worker for the other's last batch), so what
+the share of the peak lacks beyond that is lost inside the batches. `--threads 1` gives the share of one worker
+on one thread against the one-thread peak.
 
 The guide runs three ways: as it is (the timed rounds above), where pairs of one sentence share a batch row
 and batches run side by side on one-thread workers (one per torch thread), with that sharing off
