@@ -771,7 +771,7 @@ def _mlps_on_real_tokens(real: torch.Tensor, enabled: bool = True) -> Iterator[N
     try:
         yield
     finally:
-        _real_tokens.index = _real_tokens.packed = None
+        _real_tokens.index = _real_tokens.padded_shape = None
 
 
 def _pack_real_tokens(module: torch.nn.Module, args: tuple) -> tuple | None:
@@ -779,15 +779,15 @@ def _pack_real_tokens(module: torch.nn.Module, args: tuple) -> tuple | None:
     if index is None or len(args) != 1 or tuple(args[0].shape[:2]) != _real_tokens.shape:
         return None
     hidden = args[0]
-    _real_tokens.packed = hidden.shape
+    _real_tokens.padded_shape = hidden.shape  # set while this MLP call runs packed: its output is unpacked to it
     return (hidden.reshape(-1, hidden.shape[-1]).index_select(0, index)[None],)
 
 
 def _unpack_real_tokens(module: torch.nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor | None:
-    shape = getattr(_real_tokens, "packed", None)
+    shape = getattr(_real_tokens, "padded_shape", None)
     if shape is None:
         return None
-    _real_tokens.packed = None
+    _real_tokens.padded_shape = None
     full = output.new_zeros(shape[0] * shape[1], output.shape[-1])
     return full.index_copy_(0, _real_tokens.index, output[0]).view(shape[0], shape[1], -1)
 
