@@ -44,6 +44,7 @@ def main_bench() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--novels", type=int, default=4, help="the first N staged novels, by size [default: 4]")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--guide", default="auto", help="the books' guide, as `books --guide` [default: auto]")
     parser.add_argument("--words-per-book", type=int, default=60_000,
                         help="assumed mean length of a corpus book, for the projection [default: 60000]")
     # Defaults measured on the literary set (BENCHMARKS.md, escalation): 30% of pairs escalated, 1,159 prompt
@@ -63,7 +64,7 @@ def main_bench() -> None:
         folder.mkdir()
         for novel in novels:
             shutil.copy(novel, folder / novel.name)
-        common = ["books", str(folder), "--threads", str(args.threads), "--exports", "json"]
+        common = ["books", str(folder), "--threads", str(args.threads), "--guide", args.guide, "--exports", "json"]
         local_s = run([*common, "--out", str(work / "local")])
         ray_s = run([*common, "--out", str(work / "ray"), "--backend", "ray"])
         summary = json.loads((work / "local" / "summary.json").read_text())
