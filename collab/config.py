@@ -39,7 +39,7 @@ class Config:
     four_bit: bool | None = _opt(None, "small model in 4-bit NF4 (bitsandbytes); unset: on with CUDA, off on CPU, "
                                        "where 4-bit trains 7x slower than plain LoRA")
     batch_size: int = _opt(8, "pairs per batch")
-    threads: int = _opt(0, "torch CPU threads (0 = all cores)")
+    threads: int = _opt(0, "CPU threads: torch's, and the books' spaCy processes (0 = all cores)")
     seed: int = _opt(13, "random seed")
     skip_invalid: bool = _opt(False, "skip and count invalid input lines instead of stopping at the first")
     tail_coverage: float = _opt(0.8, "head labels = most frequent labels covering this share of positive training pairs")

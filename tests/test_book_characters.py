@@ -528,3 +528,28 @@ def test_a_wife_called_by_her_husbands_name_is_not_him(nlp):
     found, _ = find(book, nlp)
     husband = by_alias(found, "Charles Musgrove")
     assert "Mrs. Charles Musgrove" not in husband.aliases and husband.gender == "m"
+
+
+def test_ner_processes_find_the_same_characters_and_start_only_with_texts_to_share(nlp):
+    class Spy:
+        """The real pipeline, recording how many processes each pipe call asked for."""
+        def __init__(self):
+            self.processes = []
+
+        def pipe(self, texts, **options):
+            self.processes.append(options.get("n_process", 1))
+            return nlp.pipe(texts, **options)
+
+    scenes = ["Mr. Collins spoke to Elizabeth Bennet about the rectory.",
+              "Elizabeth Bennet laughed at Mr. Collins.", "Jane Bennet wrote to Mr. Bingley from town.",
+              "Mr. Bingley answered Jane Bennet at once."]
+    # more paragraphs than one NER batch, so a second process has a batch of its own
+    book = make_book(*(scenes[i % len(scenes)] for i in range(characters.NER_BATCH + 40)))
+    spy = Spy()
+    alone = characters.find_characters(book, nlp=spy, processes=1)
+    shared = characters.find_characters(book, nlp=spy, processes=4)
+    assert spy.processes == [1, 2]
+    assert shared.characters == alone.characters and shared.mentions == alone.mentions
+    assert {c.name for c in shared.characters} >= {"Mr. Collins", "Elizabeth Bennet", "Jane Bennet", "Mr. Bingley"}
+    characters.find_characters(make_book(*scenes), nlp=spy, processes=4)
+    assert spy.processes[-1] == 1

