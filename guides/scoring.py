@@ -112,8 +112,6 @@ class LabelScorer:
         self._prefix_stamp: Any = None
         self._prefix_lock = threading.Lock()  # workers share one prefix cache: the first to need it builds it
         self.workers = workers
-        self._pool: OneTorchThreadPool | None = None
-        self._pool_key: tuple[int, int] | None = None
 
     # ------------------------------------------------------------------------------------------ prompts
     def render(self, pair: Pair) -> RenderedPrompt:
@@ -495,15 +493,28 @@ class LabelScorer:
     def _workers_pool(self) -> OneTorchThreadPool | None:
         """The threads that score batches side by side (see `workers`), each running torch on one thread; None
         where batches go one at a time."""
-        n = self.workers or torch.get_num_threads()
         # without the trie a batch renders and tokenizes its prompts itself, and neither may run on two threads
-        if n == 1 or self.model is None or _device(self.model).type != "cpu" or not self.tree:
+        if self.model is None or not self.tree:
             return None
-        if self._pool_key != (n, os.getpid()):  # a forked child has the object but not its threads
-            if self._pool and self._pool_key[1] == os.getpid():
-                self._pool.shutdown()
-            self._pool, self._pool_key = OneTorchThreadPool(n, "guide-scoring"), (n, os.getpid())
-        return self._pool
+        return cpu_workers(self.model, self.workers)
+
+
+_POOLS: dict[tuple[int, int], "OneTorchThreadPool"] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def cpu_workers(model: Any, size: int | None = None) -> "OneTorchThreadPool | None":
+    """This process's pool of `size` one-torch-thread workers (None: one per torch thread) for running a CPU
+    model's batches side by side; None where batches should go one at a time (one worker, or not on a CPU).
+    Started on first use and kept, one per size, for every guide of the process."""
+    n = size or torch.get_num_threads()
+    if n == 1 or _device(model).type != "cpu":
+        return None
+    key = (n, os.getpid())  # a forked child has the parent's pool object but not its threads
+    with _POOLS_LOCK:
+        if key not in _POOLS:
+            _POOLS[key] = OneTorchThreadPool(n, f"torch-workers-{n}")
+        return _POOLS[key]
 
 
 class OneTorchThreadPool(ThreadPoolExecutor):

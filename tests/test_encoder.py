@@ -136,6 +136,39 @@ def test_predictions_are_distributions_over_the_labels(trained):
         assert p.route == "slm" and p.slm == {"relation": p.relation, "confidence": p.confidence}
 
 
+def test_batches_run_side_by_side_on_one_thread_workers_with_the_same_scores(trained, monkeypatch):
+    import threading
+
+    import torch
+
+    from guides import encoder
+
+    _, _, pairs, metrics = trained
+    guide = metrics["guide"]
+    ran_on = []
+    batch_logits = encoder.EncoderGuide._batch_logits
+
+    def spy(self, encoded, idx):
+        ran_on.append((threading.current_thread().name, torch.get_num_threads(), len(idx)))
+        return batch_logits(self, encoded, idx)
+
+    monkeypatch.setattr(encoder.EncoderGuide, "_batch_logits", spy)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        alone = guide.logits(pairs, batch_size=5)
+        assert [(name, n) for name, n, _ in ran_on] == [(threading.current_thread().name, 1)] * 3
+        ran_on.clear()
+        torch.set_num_threads(2)
+        side_by_side = guide.logits(pairs, batch_size=5)
+    finally:
+        torch.set_num_threads(threads)
+    assert {name for name, _, _ in ran_on} <= {f"torch-workers-2_{i}" for i in range(2)}
+    assert {n for _, n, _ in ran_on} == {1}
+    assert sorted(size for _, _, size in ran_on) == [2, 5, 5]
+    assert torch.allclose(side_by_side, alone, atol=1e-5)
+
+
 def test_loading_with_another_schema_fingerprint_fails_clearly(trained, tmp_path):
     from collab.schema import load_schema
     from guides.encoder import EncoderGuide, EncoderGuideError
