@@ -312,8 +312,13 @@ class EncoderGuide:
         pool = cpu_workers(self.model)
         jobs = [(idx, pool.submit(self._batch_logits, encoded, idx) if pool else None) for idx in batches]
         out = torch.empty((len(encoded), len(self.labels)))
-        for idx, job in jobs:
-            out[idx] = job.result() if job else self._batch_logits(encoded, idx)
+        try:
+            for idx, job in jobs:
+                out[idx] = job.result() if job else self._batch_logits(encoded, idx)
+        finally:  # a batch that failed: the others are not left to hold the shared workers
+            for _, job in jobs:
+                if job:
+                    job.cancel()
         return out
 
     def _batch_logits(self, encoded: Sequence[Encoded], idx: list[int]) -> torch.Tensor:
