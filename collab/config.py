@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +40,8 @@ class Config:
     four_bit: bool | None = _opt(None, "small model in 4-bit NF4 (bitsandbytes); unset: on with CUDA, off on CPU, "
                                        "where 4-bit trains 7x slower than plain LoRA")
     batch_size: int = _opt(8, "pairs per batch")
-    threads: int = _opt(0, "CPU threads: torch's, and the books' spaCy processes (0 = all cores)")
+    threads: int = _opt(0, "CPU threads for torch, the books' spaCy processes and a local LLM server "
+                           "(0 = every core this process may use)")
     seed: int = _opt(13, "random seed")
     skip_invalid: bool = _opt(False, "skip and count invalid input lines instead of stopping at the first")
     tail_coverage: float = _opt(0.8, "head labels = most frequent labels covering this share of positive training pairs")
@@ -136,6 +138,16 @@ class Config:
 
     def replace(self, **changes: Any) -> Config:
         return Config.from_dict({**dataclasses.asdict(self), **changes})
+
+    @property
+    def cores(self) -> int:
+        """`threads`, or where it is 0 the cores this process may run on: its affinity mask, which a container's
+        cpuset narrows where the machine's core count would not."""
+        if self.threads:
+            return self.threads
+        if hasattr(os, "sched_getaffinity"):  # not on macOS or Windows
+            return len(os.sched_getaffinity(0))
+        return os.cpu_count() or 1
 
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")

@@ -53,7 +53,7 @@ def llm_endpoint(config: Config) -> Iterator[Config]:
     # the guide and the server take turns, so the server may use every core; its context holds the prompt
     # at its budget plus each repair round (a reply and the repair request)
     n_ctx = (config.llm_prompt_budget or 4096) + (config.llm_repairs + 1) * (config.llm_max_tokens + 128)
-    with LocalLLMServer(resolve_gguf(config.local_llm), threads=config.threads or os.cpu_count(),
+    with LocalLLMServer(resolve_gguf(config.local_llm), threads=config.cores,
                         n_ctx=n_ctx) as server:
         print(f"serving {config.local_llm} at {server.base_url}", file=sys.stderr)
         # llama.cpp's server answers one request at a time: more in flight only wait in its queue, where

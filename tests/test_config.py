@@ -68,3 +68,14 @@ def test_the_readme_lists_every_config_field():
     listing = listing[:listing.index("```")]
     listed = set(re.findall(r"\b([a-z][a-z0-9_]*)\b(?:=|,|\s|$)", listing))
     assert [f.name for f in dataclasses.fields(Config) if f.name not in listed] == []
+
+
+def test_cores_are_the_threads_setting_else_the_cores_this_process_may_use(monkeypatch):
+    import os
+
+    assert Config(threads=3).cores == 3
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 5}, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    assert Config().cores == 2  # a container's cpuset, not the machine's 64 cores
+    monkeypatch.delattr(os, "sched_getaffinity")
+    assert Config().cores == 64

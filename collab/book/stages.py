@@ -7,7 +7,6 @@ predictions, so even a run killed inside it loses nothing.
 from __future__ import annotations
 
 import json
-import os
 import platform
 import re
 import sys
@@ -71,7 +70,7 @@ def _characters(run: BookRun, text: BookText) -> Characters:
     from .characters import find_characters
 
     return find_characters(text, min_mentions=run.config.min_mentions, aliases=run.aliases,
-                           resolve_pronouns=run.config.pronouns, processes=run.config.threads or os.cpu_count() or 1)
+                           resolve_pronouns=run.config.pronouns, processes=run.config.cores)
 
 
 def _pairs(run: BookRun, text: BookText, characters: Characters) -> dict[str, Any]:
