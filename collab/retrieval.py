@@ -420,13 +420,25 @@ class Retriever:
             return [[] for _ in pairs]
         vectors = self.encode(pairs) if vectors is None else vectors
         pools = self._nearest(pairs, vectors, max(POOL, k))
+        wanted_all = [list(dict.fromkeys([getattr(x, "label", x) for x in wanted] + [self.schema.negative]))
+                      for wanted in labels]
+        # labels with no pair in a pair's pool are searched among all their pairs, for every such pair at once
+        missing: dict[str, list[int]] = defaultdict(list)
+        for i, (pool, wanted) in enumerate(zip(pools, wanted_all)):
+            for label in wanted:
+                if not any(label in d.pair.gold_labels for d in pool):
+                    missing[label].append(i)
+        outside = {(i, label): demo for label, rows in missing.items()
+                   for i, demo in zip(rows, self._nearest_with_label([pairs[i] for i in rows], vectors[rows], label))}
         chosen_all = []
-        for pair, vector, pool, wanted in zip(pairs, vectors, pools, labels):
-            wanted = list(dict.fromkeys([getattr(x, "label", x) for x in wanted] + [self.schema.negative]))
+        for i, (pair, pool, wanted) in enumerate(zip(pairs, pools, wanted_all)):
             chosen: dict[str, Demonstration] = {}
             for label in wanted:
                 demo = next((d for d in pool if label in d.pair.gold_labels and d.pair.id not in chosen), None)
-                demo = demo or self._nearest_with_label(pair, vector, label)
+                if demo is None and (i, label) in outside:
+                    demo = outside[i, label]
+                elif demo is None:  # the pool's pairs of this label are all shown for other labels already
+                    demo = self._nearest_with_label([pair], vectors[i:i + 1], label)[0]
                 if demo is not None and demo.pair.id not in chosen:
                     chosen[demo.pair.id] = demo
             for demo in pool:
@@ -436,14 +448,37 @@ class Retriever:
             chosen_all.append(sorted(chosen.values(), key=lambda d: -d.similarity))
         return chosen_all
 
-    def _nearest_with_label(self, pair: Pair, vector: np.ndarray, label: str) -> Demonstration | None:
-        """Exact search among the training pairs of one label (for labels outside the nearest pool)."""
-        ids = [i for i in self.by_label.get(label, ()) if not _same_example(self.demo_pairs[i], pair)]
-        if not ids:
-            return None
-        sims = normalize(self.demos.vectors(ids)) @ vector
-        best = int(np.argmax(sims))
-        return Demonstration(self.demo_pairs[ids[best]], float(sims[best]))
+    def _nearest_with_label(self, pairs: Sequence[Pair], vectors: np.ndarray, label: str
+                            ) -> list[Demonstration | None]:
+        """For each pair, the most similar training pair of one label, never the pair itself: exact search
+        among that label's pairs, for labels outside the nearest pool."""
+        best = nearest_among(self.demos, self.by_label.get(label, ()), vectors,
+                             lambda row, i: _same_example(self.demo_pairs[i], pairs[row]))
+        return [Demonstration(self.demo_pairs[i], sim) if i is not None else None for i, sim in best]
+
+
+LABEL_CHUNK = 32_768  # a label's vectors read this many at a time: 48 MB at 384 dimensions
+
+
+def nearest_among(index: VectorIndex, ids: Sequence[int], queries: np.ndarray,
+                  excluded: Callable[[int, int], bool]) -> list[tuple[int | None, float]]:
+    """For each query row, the id among `ids` with the highest inner product (the first of equals), skipping
+    ids `excluded(row, id)`, with that product; (None, -inf) where none is left. One product per chunk of the
+    ids' vectors for all the queries: a label holding a third of a million training pairs is read once per
+    call, not once per pair (BENCHMARKS.md, "Approximate search for large demonstration sets")."""
+    best: list[tuple[int | None, float]] = [(None, float("-inf"))] * len(queries)
+    for start in range(0, len(ids), LABEL_CHUNK):
+        chunk = np.asarray(ids[start:start + LABEL_CHUNK], dtype=np.int64)
+        sims = queries @ normalize(index.vectors(chunk)).T  # [queries, chunk]
+        for row, row_sims in enumerate(sims):
+            while True:
+                j = int(np.argmax(row_sims))
+                if row_sims[j] == float("-inf") or not excluded(row, int(chunk[j])):
+                    break
+                row_sims[j] = float("-inf")  # the query itself or a duplicate of it: the next best
+            if row_sims[j] > best[row][1]:
+                best[row] = (int(chunk[j]), float(row_sims[j]))
+    return best
 
 
 def demonstration_picker(retriever: Retriever, k: int) -> Callable[[Pair], list[Pair]]:

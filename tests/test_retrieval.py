@@ -118,6 +118,51 @@ def test_balanced_demonstrations_show_each_candidate_label_and_a_negative(semeva
     assert labels[0] == CAUSE and demos == sorted(demos, key=lambda d: -d.similarity)
 
 
+def test_labels_outside_the_pool_are_read_once_for_all_the_pairs_that_need_them(semeval, write_jsonl, tmp_path,
+                                                                              monkeypatch):
+    monkeypatch.setattr(retrieval, "POOL", 1)  # the pool holds one pair: the other labels are searched outside it
+    r = retriever(semeval, train_file(write_jsonl), tmp_path / "cache")
+    reads = []
+    vectors_of = r.demos.vectors
+    monkeypatch.setattr(r.demos, "vectors", lambda ids: reads.append(len(ids)) or vectors_of(ids))
+    queries = [make_pair("The storm caused damage.", "storm", "damage", id="q1"),
+               make_pair("The fire caused smoke in the kitchen.", "fire", "smoke", id="t1"),  # a training pair
+               make_pair("The earthquake caused a tsunami nearby.", "earthquake", "tsunami", id="q3")]
+    wanted = [CAUSE, CONTAINER, TOPIC]
+    demos = r.demonstrations(queries, [wanted] * 3, k=1)
+    vectors = r.encode(queries)
+    pools = [{d.pair.relation for d in pool} for pool in r._nearest(queries, vectors, 1)]
+    outside = {label for label in wanted + ["no_relation"] for pool in pools if label not in pool}
+    assert CONTAINER in outside and TOPIC in outside and len(reads) == len(outside)  # one read a label, not a pair
+    for query, vector, shown in zip(queries, vectors, demos):
+        assert query.id not in {d.pair.id for d in shown}
+        for label in wanted[1:] + ["no_relation"]:
+            ids = [i for i, p in enumerate(r.demo_pairs) if p.relation == label and p.id != query.id]
+            sims = embed.normalize(vectors_of(ids)) @ vector
+            demo = next(d for d in shown if d.pair.relation == label)
+            assert demo.pair.id == r.demo_pairs[ids[int(np.argmax(sims))]].id
+            assert demo.similarity == pytest.approx(float(sims.max()), abs=1e-6)
+
+
+def test_nearest_among_reads_in_chunks_and_skips_excluded_ids(monkeypatch):
+    monkeypatch.setattr(retrieval, "LABEL_CHUNK", 4)
+    rng = np.random.default_rng(0)
+    data = embed.normalize(rng.standard_normal((30, 8)).astype(np.float32))
+    data[7] = data[3]  # two equal vectors: the first of them wins
+    index = retrieval.VectorIndex(retrieval._new_index(8, "flat"), [{}] * 30, "k")
+    index.index.add(data)
+    ids = [2, 3, 5, 7, 11, 13, 17, 19, 23, 29]
+    queries = embed.normalize(np.vstack([data[3], data[11], rng.standard_normal(8)]).astype(np.float32))
+    banned = {(1, 11), (1, 13)}  # row 1's own vector, and a duplicate of it
+    found = retrieval.nearest_among(index, ids, queries, lambda row, i: (row, i) in banned)
+    for row, (best, sim) in enumerate(found):
+        allowed = [i for i in ids if (row, i) not in banned]
+        sims = data[allowed] @ queries[row]
+        assert best == allowed[int(np.argmax(sims))] and sim == pytest.approx(float(sims.max()), abs=1e-6)
+    assert found[0][0] == 3
+    assert retrieval.nearest_among(index, [11], queries[1:2], lambda row, i: True) == [(None, float("-inf"))]
+
+
 def test_no_relation_is_always_a_candidate(semeval, write_jsonl, tmp_path):
     r = retriever(semeval, train_file(write_jsonl), tmp_path / "cache")
     query = make_pair("The virus caused a fever.", "virus", "fever", id="q-virus")
