@@ -21,7 +21,7 @@ from .schema import SchemaError, load_schema
 
 DEMO_DATA = Path(__file__).resolve().parent / "demo" / "sentences.jsonl"
 MODEL_FLAGS = ["schema", "guide", "guide_url", "guide_served_model", "model", "prompt", "four_bit", "batch_size",
-               "threads", "cache_dir"]
+               "threads", "cache_dir", "index"]
 ESCALATION_FLAGS = [name for name in Config.__dataclass_fields__ if name.startswith(("escalate", "merge", "llm_"))] + [
     "weak_k", "max_llm_calls", "max_cost", "prices", "privacy", "audit_log", "local_llm"]
 
@@ -235,14 +235,14 @@ def cmd_eval_retrieval(args: argparse.Namespace, config: Config) -> None:
     embedder = SentenceEmbedder(args.embedder, batch_size=config.batch_size, threads=config.threads,
                                 cache_dir=config.cache_dir)
     retriever = Retriever(schema, embedder, train=args.train, shared=config.shared, cache_dir=config.cache_dir,
-                          index=args.index)
+                          index=config.index)
     result = {"schema": schema.id, "embedder": embedder.name,
               **evaluate_retrieval(retriever, pairs, k=args.k, mass=args.mass, demos=args.demos, guides=guides)}
     if args.json:
         _print_json(result)
         return
     print(f"n={result['n']}  candidate recall {result['candidate_recall']:.4f} with "
-          f"{result['mean_candidates']:.2f} candidates on average (k={args.k}, mass {args.mass}, {args.index} index, "
+          f"{result['mean_candidates']:.2f} candidates on average (k={args.k}, mass {args.mass}, {config.index} index, "
           f"{embedder.name})")
     print("recall of each source before the cut: " + ", ".join(
         f"{name} {value:.4f}" for name, value in result["reason_recall"].items()))
@@ -418,7 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--out", required=True, help="merged prediction JSONL to write")
     sub = command("train", cmd_train, "tune a LoRA guide on a schema's training data, then calibrate it on dev",
                   ["shared", "schema", "model", "prompt", "four_bit", "threads", "seed", "cache_dir",
-                   "tail_coverage"], defaults={"prompt": "slm/guide.v1"})
+                   "tail_coverage", "index"], defaults={"prompt": "slm/guide.v1"})
     sub.add_argument("--data", help="training JSONL or staged split (default: the schema's training data)")
     sub.add_argument("--dev", help="dev JSONL or staged split for calibration (default: the schema's dev split)")
     sub.add_argument("--out", required=True, help="guide folder to write (a rerun resumes from its checkpoint)")
@@ -448,7 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--labelled", action="store_true", help="require a relation on every line")
     sub = command("eval-retrieval", cmd_eval_retrieval,
                   "measure guide retrieval: how often the gold label is among the candidate relations",
-                  ["shared", "schema", "cache_dir", "batch_size", "threads"])
+                  ["shared", "schema", "cache_dir", "batch_size", "threads", "index"])
     sub.add_argument("--data", required=True, help="labelled JSONL, or a staged split such as semeval:dev")
     sub.add_argument("--k", type=int, default=CANDIDATES, help="at most this many candidates per pair, "
                      f"no_relation included [default: {CANDIDATES}]")
@@ -460,13 +460,11 @@ def build_parser() -> argparse.ArgumentParser:
                      "[default: the schema's training data]")
     sub.add_argument("--embedder", default=None, help="local sentence-transformers folder "
                      "[default: the packaged all-MiniLM-L6-v2]")
-    sub.add_argument("--index", choices=["flat", "hnsw"], default="flat",
-                     help="exact inner product (flat) or approximate HNSW [default: flat]")
     sub.add_argument("--guide-pred", help="prediction JSONL whose distributions stand for the guide's answer")
     sub.add_argument("--json", action="store_true", help="print one JSON object")
     sub = command("books", cmd_books, "books to character relation graphs (with no PATH: the bundled novel)",
                   ["shared", "cache_dir", "schema", "guide", "guide_url", "guide_served_model", "model", "prompt",
-                   "four_bit", "batch_size", "threads", "min_mentions", "aliases", "pronouns", "window",
+                   "four_bit", "batch_size", "threads", "index", "min_mentions", "aliases", "pronouns", "window",
                    "max_pair_mentions", "edge_threshold", "edge_triggers", "edge_frequent", "family_names", "exports",
                    "chapter_graphs", "backend", "ray_address", "ray_pairs_per_task", *ESCALATION_FLAGS],
                   defaults={"schema": "characters"})
@@ -477,7 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .prompt_builder import add_show_prompt_arguments, cmd_show_prompt
     sub = command("show-prompt", cmd_show_prompt, "print the exact prompt a pair would be sent with, within a "
                   "token budget (for debugging, and to audit what leaves the machine)",
-                  ["shared", "schema", "cache_dir", "batch_size", "threads", "skip_invalid"])
+                  ["shared", "schema", "cache_dir", "batch_size", "threads", "skip_invalid", "index"])
     add_show_prompt_arguments(sub)
     sub = command("eval-graph", cmd_eval_graph, "score a book's graph.json against a gold character graph: "
                   "characters, untyped pairs and typed relations (P/R/F1)", ["schema"],

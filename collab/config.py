@@ -45,6 +45,8 @@ class Config:
     seed: int = _opt(13, "random seed")
     skip_invalid: bool = _opt(False, "skip and count invalid input lines instead of stopping at the first")
     tail_coverage: float = _opt(0.8, "head labels = most frequent labels covering this share of positive training pairs")
+    index: Literal["flat", "hnsw"] = _opt("flat", "training demonstrations searched exactly (flat) or by approximate "
+                                                  "HNSW, for sets of about a million pairs (BENCHMARKS.md)")
     # books
     min_mentions: int = _opt(3, "books: characters mentioned fewer times are dropped")
     aliases: Path | None = _opt(None, "books: JSON/YAML file {name: [alias, ...]} that overrides alias clustering")

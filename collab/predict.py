@@ -203,7 +203,7 @@ def escalation_session(config: Config, schema, scorer, routing, merge, tuned: di
     llm = None if dry_run else build_llm(config, cache=cache, audit=audit, budget=budget)
     embedder = embed.SentenceEmbedder(None, batch_size=config.batch_size, threads=config.threads,
                                       cache_dir=config.cache_dir)
-    retriever = Retriever(schema, embedder, shared=config.shared, cache_dir=config.cache_dir)
+    retriever = Retriever(schema, embedder, shared=config.shared, cache_dir=config.cache_dir, index=config.index)
     escalator = Escalator(schema, llm, retriever, routing, merge, template=config.llm_template,
                           k=config.llm_candidates, mass=config.llm_candidate_mass, demos=config.llm_demos,
                           budget_tokens=config.llm_prompt_budget,
@@ -213,7 +213,7 @@ def escalation_session(config: Config, schema, scorer, routing, merge, tuned: di
                "slm_types": sorted(merge.slm_types)}, "model": config.llm_model, "template": escalator.template_id,
                **{k: getattr(config, k) for k in ("escalate_margin", "llm_json", "llm_temperature", "llm_max_tokens",
                                                    "llm_repairs", "llm_candidates", "llm_candidate_mass",
-                                                   "llm_demos", "llm_prompt_budget", "seed")}}
+                                                   "llm_demos", "llm_prompt_budget", "seed", "index")}}
     session = EscalationSession(escalator, decided, budget, price, cache)
     try:
         escalator.check()

@@ -279,7 +279,8 @@ def cmd_show_prompt(args: argparse.Namespace, config: Config) -> None:
     # Looked up through the module at call time, so tests can put a fake embedder in its place.
     embedder = embed.SentenceEmbedder(args.embedder, batch_size=config.batch_size, threads=config.threads,
                                       cache_dir=config.cache_dir)
-    retriever = Retriever(schema, embedder, train=args.train, shared=config.shared, cache_dir=config.cache_dir)
+    retriever = Retriever(schema, embedder, train=args.train, shared=config.shared, cache_dir=config.cache_dir,
+                          index=config.index)
     vectors = retriever.encode([pair])
     (candidates,) = retriever.candidates([pair], k=args.k, mass=args.mass, guides=[slm], vectors=vectors)
     (demos,) = retriever.demonstrations([pair], [candidates], k=args.demos, vectors=vectors)

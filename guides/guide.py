@@ -187,8 +187,8 @@ def make_scorer(model: Any, tokenizer: Any, labels: Sequence[str], template: str
         from collab.retrieval import Retriever, demonstration_picker
 
         embedder = embed.SentenceEmbedder(None, threads=config.threads, cache_dir=config.cache_dir)
-        picker = demonstration_picker(Retriever(schema, embedder, shared=config.shared, cache_dir=config.cache_dir),
-                                      shots)
+        retriever = Retriever(schema, embedder, shared=config.shared, cache_dir=config.cache_dir, index=config.index)
+        picker = demonstration_picker(retriever, shots)
     return scorer_class(model, tokenizer, labels, template=template, demonstrations=picker, **kwargs)
 
 

@@ -226,6 +226,20 @@ def test_eval_retrieval_prints_recall_json(write_jsonl, tmp_path, capsys, monkey
     assert result["candidate_recall"] == 1.0 and result["n"] == 2 and result["mean_candidates"] <= 3
 
 
+@pytest.mark.parametrize("command", [["eval-retrieval"], ["show-prompt", "--id", "d1"]])
+def test_commands_that_retrieve_search_with_the_configured_index(command, write_jsonl, tmp_path, capsys,
+                                                                 monkeypatch):
+    monkeypatch.setattr(embed, "SentenceEmbedder", lambda *args, **kwargs: FakeEmbedder())
+    monkeypatch.setattr(retrieval, "_spacy", lambda: None)
+    data = write_jsonl([pair_record("d1", "The storm caused damage.", "storm", "damage", CAUSE, split="dev")])
+    cache = tmp_path / "cache"
+    assert main([*command, "--data", str(data), "--train", str(train_file(write_jsonl)), "--index", "hnsw",
+                 "--cache-dir", str(cache)]) == 0
+    folders = sorted(p.name for p in (cache / "indexes").iterdir())
+    assert [name.split("-")[0] for name in folders] == ["definitions", "demonstrations"]
+    assert all("-hnsw-" in name for name in folders)
+
+
 @pytest.mark.model
 def test_minilm_embeds_offline_and_retrieves_the_gold_label(semeval, write_jsonl, tmp_path):
     embedder = embed.SentenceEmbedder(threads=1, cache_dir=tmp_path / "cache")
