@@ -6,9 +6,10 @@ Two indexes per schema and embedding model live under the cache root (`indexes/`
 * demonstrations: the schema's training pairs, embedded with their mentions marked ([E1]head[/E1] ...).
   Only training pairs ever go in, so a dev or test pair can never be shown to a model as an example.
 
-Each folder holds `index.faiss` and `meta.json` with a fingerprint over the embedding model and its
-weights, the schema and the data; a mismatch rebuilds the index (into a temporary folder, then renamed,
-so a crash never leaves half an index). A fresh index loads without running the embedding model.
+Each folder holds `index.faiss`, the vectors' records (`items.jsonl`, each parsed only when read) and
+`meta.json` with a fingerprint over the embedding model and its weights, the schema and the data, and the
+demonstrations' ids by label; a mismatch rebuilds the index (into a temporary folder, then renamed, so a
+crash never leaves half an index). A fresh index loads without running the embedding model.
 
 Search is exact inner product over L2-normalised vectors (`flat`, IndexFlatIP) by default. `hnsw`
 (IndexHNSWFlat, M=32, efSearch=64; `--index hnsw`) is approximate: it trades recall for sub-linear search
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import functools
 import json
+import mmap
 import os
 import re
 import shutil
@@ -52,7 +54,7 @@ from .data import Mention, Pair
 from .embed import Embedder, normalize
 from .schema import Schema
 
-FORMAT = "collab-index/1"
+FORMAT = "collab-index/2"
 MARKERS = ("[E1]", "[/E1]", "[E2]", "[/E2]")
 INDEX_TYPES = ("flat", "hnsw")
 HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 80, 64
@@ -117,6 +119,21 @@ def _pair_from_json(record: dict) -> Pair:
                    "labels": tuple(record.get("labels") or ())})
 
 
+class _Pairs(Sequence):
+    """The demonstrations' pairs, each built from its record when first asked for and kept."""
+
+    def __init__(self, records: Sequence[dict]):
+        self.records, self._built = records, {}
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: int) -> Pair:
+        if i not in self._built:
+            self._built[i] = _pair_from_json(self.records[i])
+        return self._built[i]
+
+
 # ------------------------------------------------------------------------------------------------ indexes
 def _new_index(dim: int, index_type: str):
     import faiss
@@ -144,34 +161,73 @@ def _replace_dir(tmp: Path, folder: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-class VectorIndex:
-    """A FAISS index with one metadata record per vector, persisted in a folder under its fingerprint key."""
+class Records(Sequence):
+    """An index's records (JSON objects), one line each in a file, each parsed when first read: opening an index
+    of a million pairs does not parse a million texts (BENCHMARKS.md, "Approximate search for large
+    demonstration sets")."""
 
-    def __init__(self, index, items: list[dict], key: str):
-        self.index, self.items, self.key = index, items, key
+    def __init__(self, path: Path, offsets: np.ndarray):
+        self.path, self.offsets, self._map = path, offsets, None  # offsets: each line's start, then the end
+
+    @classmethod
+    def write(cls, path: Path, records: Sequence[dict]) -> None:
+        lines = [json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n" for record in records]
+        path.write_bytes(b"".join(lines))
+        np.save(path.with_suffix(".offsets.npy"), np.cumsum([0] + [len(line) for line in lines], dtype=np.int64))
+
+    @classmethod
+    def read(cls, path: Path) -> Records:
+        return cls(path, np.load(path.with_suffix(".offsets.npy")))
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i: int) -> dict:
+        if not -len(self) <= i < len(self):
+            raise IndexError(i)
+        i %= len(self)
+        if self._map is None:
+            with open(self.path, "rb") as f:
+                self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        return json.loads(self._map[self.offsets[i]:self.offsets[i + 1]])
+
+
+class VectorIndex:
+    """A FAISS index with one record per vector, persisted in a folder under its fingerprint key, and the ids of
+    the records in each group that `groups` (record -> group names) puts them in, kept so no record is read to
+    open the index."""
+
+    def __init__(self, index, items: Sequence[dict], key: str, groups: dict[str, list[int]] | None = None):
+        self.index, self.items, self.key, self.groups = index, items, key, groups or {}
 
     @classmethod
     def open(cls, folder: Path, key: str, build: Callable[[], tuple[np.ndarray, list[dict]]],
-             index_type: str = "flat") -> VectorIndex:
+             index_type: str = "flat", groups: Callable[[dict], Sequence[str]] = lambda item: ()) -> VectorIndex:
         """The index in `folder` when its key matches; else `build()` (vectors, items), saved atomically."""
         import faiss
 
         try:
             meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
             if meta.get("format") == FORMAT and meta.get("key") == key:
-                return cls(faiss.read_index(str(folder / "index.faiss")), meta["items"], key)
+                return cls(faiss.read_index(str(folder / "index.faiss")), Records.read(folder / "items.jsonl"), key,
+                           meta["groups"])
         except (OSError, ValueError, RuntimeError):
             pass  # missing or unreadable: built again below, like a stale one
         vectors, items = build()
         index = _new_index(vectors.shape[1], index_type)
         index.add(normalize(vectors))
+        grouped: dict[str, list[int]] = defaultdict(list)
+        for i, item in enumerate(items):
+            for name in groups(item):
+                grouped[name].append(i)
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
         faiss.write_index(index, str(tmp / "index.faiss"))
+        Records.write(tmp / "items.jsonl", items)
         (tmp / "meta.json").write_text(json.dumps({"format": FORMAT, "key": key, "index": index_type,
-                                                   "count": len(items), "items": items}), encoding="utf-8")
+                                                   "count": len(items), "groups": grouped}), encoding="utf-8")
         _replace_dir(tmp, folder)
-        return cls(index, items, key)
+        return cls(index, items, key, grouped)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Similarities and item ids, best first; ids of -1 (fewer items than k) are dropped by callers."""
@@ -297,19 +353,17 @@ class Retriever:
                                       self._build_definitions)
         spec = train or (datasets.split_spec(schema, "train") if schema.train_data else None)
         self.demos = self._open_demos(datasets.resolve(spec, shared)) if spec else None
-        self.demo_pairs = [_pair_from_json(item) for item in (self.demos.items if self.demos else ())]
-        self.by_label: dict[str, list[int]] = defaultdict(list)
-        for i, pair in enumerate(self.demo_pairs):
-            for label in pair.gold_labels:
-                self.by_label[label].append(i)
+        self.demo_pairs = _Pairs(self.demos.items if self.demos else ())
+        self.by_label: dict[str, list[int]] = self.demos.groups if self.demos else {}
         self.triggers = TriggerMatcher(schema, lemmatize)
 
     # -- indexes
-    def _open(self, kind: str, data_hash: str, build: Callable[[], tuple[np.ndarray, list[dict]]]) -> VectorIndex:
+    def _open(self, kind: str, data_hash: str, build: Callable[[], tuple[np.ndarray, list[dict]]],
+              groups: Callable[[dict], Sequence[str]] = lambda item: ()) -> VectorIndex:
         key = content_key(FORMAT, kind, self.index_type, self.embedder.fingerprint, self.schema.fingerprint,
                           data_hash)
         folder = self.root / f"{kind}-{self.schema.id}-{self.index_type}-{self.embedder.fingerprint[:12]}"
-        return VectorIndex.open(folder, key, build, self.index_type)
+        return VectorIndex.open(folder, key, build, self.index_type, groups)
 
     def _build_definitions(self) -> tuple[np.ndarray, list[dict]]:
         labels = self.schema.labels
@@ -327,7 +381,7 @@ class Retriever:
             items = [{**pair.to_json(), "labels": list(pair.labels)} for pair in pairs]
             return self.embedder.encode([mark_mentions(p) for p in pairs]), items
 
-        return self._open("demonstrations", data_hash, build)
+        return self._open("demonstrations", data_hash, build, lambda item: _pair_from_json(item).gold_labels)
 
     # -- search
     def encode(self, pairs: Sequence[Pair]) -> np.ndarray:

@@ -68,7 +68,10 @@ def test_index_is_persisted_and_reloaded_without_recomputation(semeval, write_js
     loaded = retriever(semeval, path, cache, again)
     assert time.perf_counter() - start < 1.0
     assert again.calls == 0
+    assert not loaded.demo_pairs._built  # opening read no pair's record: a large set opens as fast
+    assert loaded.by_label == built.by_label and loaded.by_label[CAUSE] == [0, 1, 2]
     assert [p.id for p in loaded.demo_pairs] == [p.id for p in built.demo_pairs]
+    assert loaded.demo_pairs[3] == built.demo_pairs[3] and loaded.definitions.items[0] == built.definitions.items[0]
     assert not [p for p in (cache / "indexes").iterdir() if p.name.startswith(".")]  # no temp folder left
 
 
