@@ -167,7 +167,14 @@ class Records(Sequence):
     demonstration sets")."""
 
     def __init__(self, path: Path, offsets: np.ndarray):
-        self.path, self.offsets, self._map = path, offsets, None  # offsets: each line's start, then the end
+        self.path, self.offsets = path, offsets  # offsets: each line's start, then the end
+        # mapped now, not at the first read, so a rebuild that replaces the folder later cannot mix two files
+        self._map = None
+        if len(self):
+            with open(path, "rb") as f:
+                self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        if (len(self._map) if self._map is not None else 0) != offsets[-1]:
+            raise ValueError(f"{path}: {offsets[-1]} bytes of records expected")  # a cut file: the index is rebuilt
 
     @classmethod
     def write(cls, path: Path, records: Sequence[dict]) -> None:
@@ -186,9 +193,6 @@ class Records(Sequence):
         if not -len(self) <= i < len(self):
             raise IndexError(i)
         i %= len(self)
-        if self._map is None:
-            with open(self.path, "rb") as f:
-                self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         return json.loads(self._map[self.offsets[i]:self.offsets[i + 1]])
 
 

@@ -75,6 +75,16 @@ def test_index_is_persisted_and_reloaded_without_recomputation(semeval, write_js
     assert not [p for p in (cache / "indexes").iterdir() if p.name.startswith(".")]  # no temp folder left
 
 
+def test_an_index_whose_records_file_was_cut_is_rebuilt(semeval, write_jsonl, tmp_path):
+    path, cache = train_file(write_jsonl), tmp_path / "cache"
+    retriever(semeval, path, cache)
+    (records,) = (cache / "indexes").glob("demonstrations-*/items.jsonl")
+    records.write_bytes(records.read_bytes()[:-10])
+    again = FakeEmbedder()
+    assert [p.id for p in retriever(semeval, path, cache, again).demo_pairs] == [row[0] for row in TRAIN]
+    assert again.calls == 1  # the demonstrations, whose records were cut; the definitions were fine
+
+
 def test_stale_fingerprint_rebuilds(semeval, write_jsonl, tmp_path):
     cache = tmp_path / "cache"
     retriever(semeval, train_file(write_jsonl), cache)
