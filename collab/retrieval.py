@@ -167,13 +167,12 @@ class Records(Sequence):
     demonstration sets")."""
 
     def __init__(self, path: Path, offsets: np.ndarray):
-        self.path, self.offsets = path, offsets  # offsets: each line's start, then the end
+        self.offsets = offsets  # each line's start, then the end
         # mapped now, not at the first read, so a rebuild that replaces the folder later cannot mix two files
-        self._map = None
-        if len(self):
-            with open(path, "rb") as f:
-                self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        if (len(self._map) if self._map is not None else 0) != offsets[-1]:
+        # (an empty file cannot be mapped, and holds no record to read)
+        with open(path, "rb") as f:
+            self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if len(self) else b""
+        if len(self._map) != offsets[-1]:
             raise ValueError(f"{path}: {offsets[-1]} bytes of records expected")  # a cut file: the index is rebuilt
 
     @classmethod
