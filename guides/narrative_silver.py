@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from collab.book.characters import find_characters, load_nlp
-from collab.book.edges import trigger_patterns
+from collab.book.triggers import trigger_patterns
 from collab.book.pairs import book_pairs
 from collab.book.text import read_book
 from collab.data import Pair, write_jsonl

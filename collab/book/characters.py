@@ -350,9 +350,7 @@ def find_characters(book: BookText, *, min_mentions: int = 2, aliases: dict[str,
     if not sentences:
         raise BookError(f"{book.path}: no sentences to find characters in")
     clean = book.text.translate(_CLEAN).replace("--", " —")
-    paragraphs = _paragraphs(sentences)
-    marks = quote_style(book.text, paragraphs)
-    quotes = _quote_ranges(book.text, paragraphs, marks)
+    paragraphs, marks, quotes = _quotations(book.text, sentences)
     spans = _name_spans(clean, sentences, nlp or load_nlp(), user, processes)
     spans = _with_roles(clean, spans)
     given = {_key(form) for name, forms in user.items() for form in [name, *forms]}
@@ -410,6 +408,18 @@ def find_characters(book: BookText, *, min_mentions: int = 2, aliases: dict[str,
     return Characters(characters, mentions)
 
 
+def quotations(book: BookText) -> list[tuple[int, int]]:
+    """The book's quoted stretches (marks included), sorted, as the characters stage finds them."""
+    return _quotations(book.text, sorted(book.sentences, key=lambda s: s.start))[2]
+
+
+def _quotations(text: str, sentences: list[Sentence]) -> tuple[list[tuple[int, int, int, int]], QuoteMarks,
+                                                                list[tuple[int, int]]]:
+    paragraphs = _paragraphs(sentences)
+    marks = quote_style(text, paragraphs)
+    return paragraphs, marks, _quote_ranges(text, paragraphs, marks)
+
+
 def _paragraphs(sentences: list[Sentence]) -> list[tuple[int, int, int, int]]:
     """(start, end, first sentence position, last sentence position + 1) per paragraph, in order."""
     out: list[tuple[int, int, int, int]] = []
@@ -465,7 +475,7 @@ def _inner_open(text: str, marks: QuoteMarks, start: int, end: int) -> bool:
     return depth > 0
 
 
-def _quoted(quotes: list[tuple[int, int]], position: int) -> bool:
+def quoted(quotes: list[tuple[int, int]], position: int) -> bool:
     i = bisect.bisect_right(quotes, (position, float("inf"))) - 1
     return i >= 0 and quotes[i][0] <= position < quotes[i][1]
 
@@ -674,14 +684,14 @@ def _vote_pronouns(text: str, forms: dict[str, _Form], sentences: list[Sentence]
     for form in forms.values():
         for start, end, position in form.spans:
             # Only a name opening its sentence, which is nearly always the subject the next he/she refers to.
-            if _quoted(quotes, start) or text[sentences[position].start:start].strip(" \n\t\"“«‘'_(—-"):
+            if quoted(quotes, start) or text[sentences[position].start:start].strip(" \n\t\"“«‘'_(—-"):
                 continue
             limit = sentences[min(position + 1, len(sentences) - 1)].end
             i = bisect.bisect_right(starts, start)
             if i < len(starts):
                 limit = min(limit, starts[i])
             for m in SUBJECT_PRONOUN.finditer(text, end, limit):
-                if not _quoted(quotes, m.start()):
+                if not quoted(quotes, m.start()):
                     form.votes["m" if m.group(1) else "f"] += 1
                     break
 
@@ -862,7 +872,7 @@ def _speakers(text: str, mentions: list[CharacterMention], sentences: list[Sente
         speakers = set()
         for s in sentences[first:last]:
             for m in by_sentence.get(s.index, ()):
-                if _quoted(quotes, m.start) and not marks.tags_quoted:
+                if quoted(quotes, m.start) and not marks.tags_quoted:
                     continue
                 before, after = text[max(start, m.start - 40):m.start], text[m.end:min(end, m.end + 40)]
                 if (marks.speech_verb_before.search(before) or marks.speech_verb_quote.match(after)
@@ -921,7 +931,7 @@ def _pronouns(text: str, mentions: list[CharacterMention], sentences: list[Sente
         window = sentences[max(0, position - 2)].start
         done = {m.character for m in named[bisect.bisect_left(starts, s.start):bisect.bisect_left(starts, s.end)]}
         for p in THIRD_PERSON.finditer(text, s.start, s.end):
-            if _quoted(quotes, p.start()):
+            if quoted(quotes, p.start()):
                 continue
             gender = "m" if p.group(1) else "f"
             i = bisect.bisect_left(starts, p.start()) - 1
@@ -994,11 +1004,11 @@ def _narrator_clusters(text: str, clusters: list[_Cluster], quotes: list[tuple[i
     scored = []
     for cluster in clusters:
         spans = [(start, end) for form in cluster.forms for start, end, _ in form.spans]
-        quoted = [(start, end) for start, end in spans if _quoted(quotes, start)]
+        inside = [(start, end) for start, end in spans if quoted(quotes, start)]
         addressed = sum(bool(marks.vocative_before.search(text, max(0, start - 3), start) and
-                             VOCATIVE_AFTER.match(text, end)) for start, end in quoted)
-        if len(quoted) >= 0.9 * len(spans) and addressed >= 5:
-            scored.append((addressed * len(quoted) / len(spans), cluster))
+                             VOCATIVE_AFTER.match(text, end)) for start, end in inside)
+        if len(inside) >= 0.9 * len(spans) and addressed >= 5:
+            scored.append((addressed * len(inside) / len(spans), cluster))
     if not scored:
         return []
     scored.sort(key=lambda sc: -sc[0])

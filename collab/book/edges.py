@@ -13,7 +13,9 @@ mention, so a pair may carry several relations (spouse_of and enemy_of); its evi
 
 With `triggers` on, a sentence counts for a label only when it contains one of the label's trigger words
 from the schema ("sister" for sibling_of): most sentences naming two characters state no relation, and a
-guide trained on data with few negatives reads one into them anyway.
+guide trained on data with few negatives reads one into them anyway. Given the characters' mentions, a
+possessed trigger ("my sister", "Mr. Wopsle's great-aunt") counts only for its possessor and the person it
+names (triggers.py).
 
 With `frequent` r > 0, a pair named together in at least that share of the book's pair sentences that kept no
 relation keeps its most confident one anyway: characters who meet that often are related somehow (what a
@@ -27,14 +29,14 @@ highest.
 """
 from __future__ import annotations
 
-import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from ..schema import Schema
 from .pairs import PairMention
-from .records import BookText, Edge, Evidence
+from .records import BookText, Characters, Edge, Evidence
+from .triggers import TriggerWords
 
 ROUTES = ("slm", "llm", "merged")
 TOP_K = 3
@@ -57,26 +59,18 @@ def _pair(a: str, b: str) -> tuple[str, str]:
     return (a, b) if a <= b else (b, a)
 
 
-def trigger_patterns(schema: Schema) -> dict[str, re.Pattern]:
-    """Per label, one case-insensitive whole-word pattern over its trigger words."""
-    return {label.name: re.compile(r"\b(?:" + "|".join(re.escape(t) for t in sorted(label.triggers, key=len,
-                                                                                   reverse=True)) + r")\b", re.I)
-            for label in schema.labels if label.triggers}
-
-
 def aggregate_edges(book: BookText, where: list[PairMention], predictions: Iterable[dict[str, Any]],
                     schema: Schema, *, threshold: float = 0.3, triggers: bool = False, frequent: float = 0.0,
-                    evidence_per_edge: int = 3, ruled_out: Callable[[str, str, str], bool] | None = None) -> list[Edge]:
+                    evidence_per_edge: int = 3, ruled_out: Callable[[str, str, str], bool] | None = None,
+                    characters: Characters | None = None) -> list[Edge]:
     """Edges from the prediction records (one per PairMention, matched by id). A (label, source, target) key
-    that `ruled_out` rejects never becomes an edge, and a pair's other keys compete without it."""
+    that `ruled_out` rejects never becomes an edge, and a pair's other keys compete without it. The book's
+    `characters` let the trigger words tell whose relation a possessed trigger is."""
     by_id = {p["id"]: p for p in predictions}
-    patterns = trigger_patterns(schema) if triggers else {}
+    words = TriggerWords(book, schema, characters) if triggers else None
 
     def stated(label: str, mention: PairMention) -> bool:
-        if not triggers:
-            return True
-        pattern = patterns.get(label)
-        return pattern is not None and pattern.search(book.text, mention.start, mention.end) is not None
+        return words is None or words.states(label, mention)
 
     acc: dict[tuple[str, str, str, bool], _Acc] = defaultdict(_Acc)
     pair_mentions: Counter = Counter()

@@ -34,7 +34,7 @@ from typing import Callable, Iterable
 
 from ..schema import Schema
 from .characters import FORMAL, RANKS, TITLES, given_names, nicknames, parse_name, plain_name
-from .edges import trigger_patterns
+from .triggers import trigger_patterns
 from .pairs import PairMention
 from .records import BookText, Character, Edge, Evidence
 

@@ -114,11 +114,13 @@ def _edge_settings(run: BookRun) -> dict[str, Any]:
 
 
 def book_edges(run: BookRun, text: BookText, characters: list[Character], where: list[PairMention],
-               relations: list[dict]) -> list[Edge]:
-    """The guide's edges over these pair sentences, then the family ties the characters' surnames state."""
+               relations: list[dict], everyone: Characters) -> list[Edge]:
+    """The guide's edges over these pair sentences, then the family ties the characters' surnames state.
+    `everyone` is the book's characters and mentions, whose possessives tell whose a trigger word is."""
     edges = aggregate_edges(text, where, relations, run.schema, threshold=run.config.edge_threshold,
                             triggers=run.config.edge_triggers, frequent=run.config.edge_frequent,
-                            ruled_out=unlikely_kin(characters) if run.config.family_names else None)
+                            ruled_out=unlikely_kin(characters) if run.config.family_names else None,
+                            characters=everyone)
     if run.config.family_names:
         edges = sorted(edges + family_edges(text, characters, where, run.schema, edges), key=edge_order)
     return edges
@@ -126,7 +128,7 @@ def book_edges(run: BookRun, text: BookText, characters: list[Character], where:
 
 def _edges(run: BookRun, text: BookText, characters: Characters, pairs: dict[str, Any],
            relations: list[dict]) -> list[Edge]:
-    return book_edges(run, text, characters.characters, pairs["where"], relations)
+    return book_edges(run, text, characters.characters, pairs["where"], relations, characters)
 
 
 def _dump_pairs(value: dict[str, Any]) -> dict[str, Any]:
@@ -154,7 +156,7 @@ PIPELINE = Pipeline([
           _dump_pairs, _load_pairs),
     Stage("relations", ("pairs",), 1, _relations,
           lambda r: {"scorer": r.scorer_id, "schema": r.schema.fingerprint, "escalation": r.escalation_id}),
-    Stage("edges", ("text", "characters", "pairs", "relations"), 8, _edges, _edge_settings,
+    Stage("edges", ("text", "characters", "pairs", "relations"), 9, _edges, _edge_settings,
           lambda edges: [e.to_json() for e in edges], lambda rows: [Edge.from_json(r) for r in rows]),
 ])
 STAGES = [*PIPELINE.names, "graph"]
@@ -196,7 +198,8 @@ def run_book(run: BookRun, *, rerun_from: str | None = None) -> dict[str, Any]:
         from .chapter_graphs import write_chapter_graphs
 
         chapters = write_chapter_graphs(text, characters, outputs["pairs"]["where"],
-                                        partial(book_edges, run, text, relations=outputs["relations"]),
+                                        partial(book_edges, run, text, relations=outputs["relations"],
+                                                everyone=characters),
                                         meta, run.out, formats)
         files["chapters"] = run.out / "chapters" / "index.json"
     report["graph"] = {"cached": False, "seconds": round(time.perf_counter() - graph_start, 2)}

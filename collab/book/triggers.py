@@ -1,0 +1,132 @@
+"""Trigger words: whether a pair sentence words a relation, and whether the words can be about that pair.
+
+A label's trigger words ("sister" for sibling_of) mark the sentences that state a relation in words (see
+edges.py). A possessed trigger names its possessor's relation, though: in a first-person narration "my sister"
+is the narrator's sister, and "Mr. Wopsle's great-aunt" is Mr. Wopsle's, so "Biddy ... looked thoughtfully at
+my sister" says nothing of Biddy and the narrator, nor of Biddy and anyone else named there. Such a trigger
+counts for a pair only when one of the two is its possessor and the other is the person it names: in
+apposition ("my friend Holmes", "Herbert, my dear friend", "Jane's sister Elizabeth"), as the subject of a
+copula ("Carl was Anna's father", "he was my friend") or after a preposition ("my marriage to Estella").
+"My" counts as the narrator only outside quotations; inside them it is the speaker, whom the two characters'
+mentions do not show. "His" and "her" outside quotations belong to the nearest character of that gender named
+before them in the pair's sentence, as the characters stage resolves pronouns; with none, or with any other
+trigger, the trigger counts as before. On the Massey dev novels this changed whether a trigger counted in 1,106
+(pair sentence, label) cases among the guide's five best labels; read by hand, a seeded sample of 40 of them
+held the relation for the pair in 6 (BENCHMARKS.md, books).
+"""
+from __future__ import annotations
+
+import bisect
+import re
+from collections import defaultdict
+from typing import Iterable
+
+from ..schema import Schema
+from .characters import FIRST_PERSON, quotations, quoted
+from .pairs import PairMention
+from .records import BookText, Characters
+
+NARRATOR = "narrator"
+# Up to three words between a possessive and its trigger ("my dear old friend", "my green and yellow friend"),
+# none of them a word that would end the possessed phrase ("my hand to the friend").
+_MODIFIERS = r"(?:(?!(?:the|a|an|to|of|in|on|at|by|for|from|with|into|upon|as|than|that|this|his|her|their|its|" \
+             r"my|our|your|who|which|was|were|is|are|be|had|has|have|said)\s)[a-z][a-z'’-]*\s+){0,3}"
+MY_BEFORE = re.compile(rf"\b[Mm]y\s+{_MODIFIERS}$")
+PRONOUN_BEFORE = re.compile(rf"\b([Hh]is|[Hh]er)\s+{_MODIFIERS}$")
+GENITIVE_BEFORE = re.compile(rf"(?:(?<=[A-Za-z])['’]s|(?<=s)['’])\s+{_MODIFIERS}$")
+# Between the trigger and the person it names: "my friend Holmes", "my sister, Mrs. Joe", "my friend and
+# colleague Lestrade", "my marriage to Estella".
+NAMED_AFTER = re.compile(r"(?:\s+(?:and|or)\s+[a-z-]+)?\s*,?\s*(?:(?:of|for|to|with)\s+)?(?:[A-Z][a-z]{0,9}\.?\s+)?")
+# Between the person and the possessed phrase: "Herbert, my dear friend", "Carl was Anna's father", "Joe, who had
+# always been my friend".
+NAMED_BEFORE = re.compile(r"\s*(?:[,(]|—|–|--)?\s*(?:(?:who|that)\s+)?(?:(?:is|was|were|are|am|became|becomes|"
+                          r"remained|remains|seemed|seems|had\s+been|has\s+been|have\s+been|would\s+be|will\s+be)\s+"
+                          r"(?:(?:now|still|always|once|then|also|not|never|ever|already|indeed|really|truly|only)\s+)"
+                          r"{0,2})?")
+HYPHENATED = re.compile(r"(?:[A-Za-z]+-)*$")
+_LOOK_BACK = 60
+
+
+def trigger_patterns(schema: Schema) -> dict[str, re.Pattern]:
+    """Per label, one case-insensitive whole-word pattern over its trigger words."""
+    return {label.name: re.compile(r"\b(?:" + "|".join(re.escape(t) for t in sorted(label.triggers, key=len,
+                                                                                   reverse=True)) + r")\b", re.I)
+            for label in schema.labels if label.triggers}
+
+
+class TriggerWords:
+    """Whether a pair sentence holds a trigger word of a label that can speak of its pair. With the book's
+    `characters`, possessed triggers count only for their possessor and the person they name (module
+    docstring); without them, any trigger counts."""
+
+    def __init__(self, book: BookText, schema: Schema, characters: Characters | None = None):
+        self.text = book.text
+        self.patterns = trigger_patterns(schema)
+        self.possession = characters is not None
+        self.quotes = quotations(book) if self.possession else []
+        self.genders = {c.id: c.gender for c in characters.characters} if characters else {}
+        self.spans: dict[str, list[tuple[int, int]]] = defaultdict(list)  # character -> sorted (start, end)
+        self.ends: dict[int, tuple[str, int]] = {}                        # mention end -> (character, start)
+        self.named: list[tuple[int, str]] = []                            # (start, character) of names, sorted
+        for m in sorted(characters.mentions if characters else (), key=lambda m: m.start):
+            if m.kind not in ("speaker", "narrator"):  # the narrator's spans are every I/me/my, found when needed
+                self.spans[m.character].append((m.start, m.end))
+                self.ends.setdefault(m.end, (m.character, m.start))  # "Mr. Wopsle" before the "Wopsle" inside it
+            if m.kind in ("name", "title"):
+                self.named.append((m.start, m.character))
+
+    def states(self, label: str, mention: PairMention) -> bool:
+        pattern = self.patterns.get(label)
+        if pattern is None:
+            return False
+        return any(self._about(match, mention) for match in pattern.finditer(self.text, mention.start, mention.end))
+
+    def _about(self, match: re.Match, mention: PairMention) -> bool:
+        if not self.possession:
+            return True
+        owned = self._possessor(match.start(), mention.start)
+        if owned is None:
+            return True
+        owner, phrase_start = owned
+        if owner not in (mention.head, mention.tail):
+            return False
+        other = mention.tail if owner == mention.head else mention.head
+        return any(self._names(start, end, phrase_start, match.end())
+                   for start, end in self._spans(other, mention.start, mention.end))
+
+    def _possessor(self, at: int, floor: int) -> tuple[str | None, int] | None:
+        """(possessor, where the possessed phrase starts) for a trigger starting at `at`, or None when nobody
+        owns it. The possessor is the narrator, a character, or None for someone the book does not name as one
+        ("the doctor's wife")."""
+        at -= len(HYPHENATED.search(self.text, max(floor, at - _LOOK_BACK), at).group())  # "great-" of "great-aunt"
+        start = max(floor, at - _LOOK_BACK)
+        before = self.text[start:at]
+        # The nearer possessive owns the trigger: "my brother's wife" is the brother's.
+        if m := GENITIVE_BEFORE.search(before):
+            owner_end = start + m.start()
+            return self.ends.get(owner_end, (None, owner_end))
+        if (m := MY_BEFORE.search(before)) and not quoted(self.quotes, start + m.start()):
+            return NARRATOR, start + m.start()
+        if (m := PRONOUN_BEFORE.search(before)) and not quoted(self.quotes, start + m.start()):
+            gender = "m" if m.group(1).lower() == "his" else "f"
+            i = bisect.bisect_left(self.named, (start + m.start(), "")) - 1
+            while i >= 0 and self.named[i][0] >= floor and self.genders.get(self.named[i][1]) != gender:
+                i -= 1
+            if i >= 0 and self.named[i][0] >= floor:
+                return self.named[i][1], start + m.start()
+        return None
+
+    def _spans(self, character: str, start: int, end: int) -> Iterable[tuple[int, int]]:
+        if character == NARRATOR:
+            return ((m.start(), m.end()) for m in FIRST_PERSON.finditer(self.text, start, end)
+                    if not quoted(self.quotes, m.start()))
+        spans = self.spans.get(character, [])
+        return spans[bisect.bisect_left(spans, (start, start)):bisect.bisect_left(spans, (end, end))]
+
+    def _names(self, start: int, end: int, phrase_start: int, phrase_end: int) -> bool:
+        """Whether the span start:end is the person the possessed phrase phrase_start:phrase_end names."""
+        if start >= phrase_end:
+            return NAMED_AFTER.fullmatch(self.text, phrase_end, start) is not None
+        if end <= phrase_start:
+            return NAMED_BEFORE.fullmatch(self.text, end, phrase_start) is not None
+        return False

@@ -1,0 +1,95 @@
+"""Trigger words and their possessors, on hand-built one-sentence paragraphs (no models)."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from collab.book.edges import aggregate_edges
+from collab.book.pairs import book_pairs
+from collab.book.records import BookText, Chapter, Character, CharacterMention, Characters, Sentence
+from collab.book.triggers import TriggerWords
+from collab.schema import load_schema
+
+SCHEMA = load_schema("characters")
+GENDERS = {"anna": "f", "ben": "m", "carl": "m", "dora": "f"}
+NAME = re.compile(r"\b(?:Anna|Ben|Carl|Dora)\b")
+FIRST_PERSON = re.compile(r"\b(?:I|me|[Mm]y)\b")
+
+
+def make_book(sentences: list[str], narrator: bool = False) -> tuple[BookText, Characters]:
+    """One paragraph per sentence; every capitalised fixture name is a mention, and with `narrator` the first
+    I/me/my of a sentence is the narrator's, as the characters stage marks them."""
+    text, spans, mentions = "", [], []
+    for i, sentence in enumerate(sentences):
+        start = len(text)
+        text += sentence + "\n\n"
+        spans.append(Sentence(i, start, start + len(sentence), 1, i))
+        for m in NAME.finditer(sentence):
+            mentions.append(CharacterMention(start + m.start(), start + m.end(), m.group(), i, m.group().lower()))
+        if narrator and (m := FIRST_PERSON.search(sentence)):
+            mentions.append(CharacterMention(start + m.start(), start + m.end(), m.group(), i, "narrator", "narrator"))
+    book = BookText("fixture.txt", text, [Chapter(1, "Chapter 1", 0, len(text))], spans)
+    cast = [Character(cid, cid.title(), [], 1, gender) for cid, gender in GENDERS.items()]
+    if narrator:
+        cast.append(Character("narrator", "Narrator", [], 1, narrator=True))
+    return book, Characters(cast, sorted(mentions, key=lambda m: m.start))
+
+
+def stated(sentence: str, label: str, pair: set[str], narrator: bool = False, possession: bool = True) -> bool:
+    book, characters = make_book([sentence], narrator)
+    _, where = book_pairs(book, characters)
+    mention = next(w for w in where if {w.head, w.tail} == pair)
+    return TriggerWords(book, SCHEMA, characters if possession else None).states(label, mention)
+
+
+@pytest.mark.parametrize("sentence, label, pair, expected", [
+    # "my sister" in the narration is the narrator's sister, whoever else is named there
+    ("Ben looked thoughtfully at my sister.", "sibling_of", {"ben", "narrator"}, False),
+    ("Ben looked at my dear old sister and at Anna.", "sibling_of", {"ben", "anna"}, False),
+    # ... and the narrator's tie with the person the phrase names
+    ("My sister, Anna, threw the door open.", "sibling_of", {"anna", "narrator"}, True),
+    ("Ben, my friend, came in.", "friend_of", {"ben", "narrator"}, True),
+    ("Ben was always my friend.", "friend_of", {"ben", "narrator"}, True),
+    ("I spoke of my marriage to Anna.", "spouse_of", {"anna", "narrator"}, True),
+    # inside a quotation "my" is the speaker's, whom the mentions do not show: counted as before
+    ("“My dear friend,” said Ben to me.", "friend_of", {"ben", "narrator"}, True),
+    # a named possessor
+    ("Carl was Anna's father.", "parent_of", {"carl", "anna"}, True),
+    ("Anna's brother Ben came.", "sibling_of", {"anna", "ben"}, True),
+    ("Ben met Anna's father.", "parent_of", {"ben", "anna"}, False),
+    ("Ben met Carl's great-aunt.", "relative_of", {"ben", "carl"}, False),
+    ("Ben danced with the doctor's wife and Dora.", "spouse_of", {"ben", "dora"}, False),
+    # his/her: the nearest name of that gender before it
+    ("Anna walked with Ben to her father.", "parent_of", {"anna", "ben"}, False),
+    ("Anna kissed her father, Carl.", "parent_of", {"anna", "carl"}, True),
+    ("Ben told Anna about his sister Dora.", "sibling_of", {"ben", "dora"}, True),
+    ("Ben told Anna about his sister Dora.", "sibling_of", {"anna", "dora"}, False),
+    # a trigger nobody owns counts for any pair in the sentence
+    ("Ben is the brother of Anna.", "sibling_of", {"ben", "anna"}, True),
+    ("Ben and Anna were married.", "spouse_of", {"ben", "anna"}, True),
+])
+def test_a_possessed_trigger_counts_only_for_its_possessor_and_the_person_it_names(sentence, label, pair, expected):
+    narrator = "narrator" in pair or " my " in f" {sentence.lower()} "
+    assert stated(sentence, label, pair, narrator) is expected
+    assert stated(sentence, label, pair, narrator, possession=False)  # without the characters, any trigger counts
+
+
+def test_a_sentence_without_the_labels_trigger_states_nothing():
+    assert not stated("Ben and Anna walked home.", "spouse_of", {"ben", "anna"})
+
+
+def test_the_narrators_sister_makes_no_sibling_edge_for_someone_else_in_the_sentence():
+    """Great Expectations: Biddy, "my sister" (Mrs. Joe) and the narrator; the guide reads sibling_of."""
+    sentences = ["Ben looked thoughtfully at my sister.", "I heard my sister call Ben."]
+    book, characters = make_book(sentences, narrator=True)
+    _, where = book_pairs(book, characters)
+    predictions = [{"id": w.id, "relation": "sibling_of", "confidence": 0.8, "route": "slm",
+                    "distribution": {"sibling_of": 0.8, "no_relation": 0.2}} for w in where]
+
+    def edges(**kwargs):
+        return [(e.source, e.relation, e.target)
+                for e in aggregate_edges(book, where, predictions, SCHEMA, threshold=0.5, triggers=True, **kwargs)]
+
+    assert edges() == [("ben", "sibling_of", "narrator")]
+    assert edges(characters=characters) == []
