@@ -553,3 +553,25 @@ def test_ner_processes_find_the_same_characters_and_start_only_with_texts_to_sha
     assert {c.name for c in shared.characters} >= {"Mr. Collins", "Elizabeth Bennet", "Jane Bennet", "Mr. Bingley"}
     characters.find_characters(make_book(*scenes), nlp=spy, processes=4)
     assert spy.processes[-1] == 1
+
+
+def test_ner_runs_in_one_process_where_processes_cannot_share_a_queue(nlp, monkeypatch, capsys):
+    class Spy:
+        def __init__(self):
+            self.processes = []
+
+        def pipe(self, texts, **options):
+            self.processes.append(options.get("n_process", 1))
+            return nlp.pipe(texts, **{**options, "n_process": 1})
+
+    def no_semaphores():
+        raise OSError(38, "Function not implemented")  # what SemLock raises without /dev/shm
+
+    scenes = ["Mr. Collins spoke to Elizabeth Bennet about the rectory.", "Elizabeth Bennet laughed at Mr. Collins."]
+    book = make_book(*(scenes[i % 2] for i in range(characters.NER_BATCH + 40)))
+    spy = Spy()
+    monkeypatch.setattr(characters.multiprocessing, "Queue", no_semaphores)
+    found = characters.find_characters(book, nlp=spy, processes=2)
+    assert spy.processes == [1]
+    assert "worker processes are unavailable" in capsys.readouterr().err
+    assert {c.name for c in found.characters} >= {"Mr. Collins", "Elizabeth Bennet"}

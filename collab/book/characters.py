@@ -17,7 +17,9 @@ from __future__ import annotations
 import bisect
 import csv
 import json
+import multiprocessing
 import re
+import sys
 import unicodedata
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
@@ -493,7 +495,7 @@ def _name_spans(clean: str, sentences: list[Sentence], nlp: Any, user: dict[str,
     # spaCy's NER is single-threaded, so a second core would sit idle through this stage; its worker processes
     # take batches of NER_BATCH texts in turn, and more processes than batches would only start and wait.
     processes = max(1, min(processes, -(-len(texts) // NER_BATCH)))
-    docs = nlp.pipe((text for _, text in texts), batch_size=NER_BATCH, n_process=processes)
+    docs = nlp.pipe((text for _, text in texts), batch_size=NER_BATCH, n_process=_worker_processes(processes))
     for (offset, _), doc in zip(texts, docs):
         for ent in doc.ents:
             if ent.label_ != "PERSON":
@@ -516,6 +518,21 @@ def _name_spans(clean: str, sentences: list[Sentence], nlp: Any, user: dict[str,
         if (i == 0 or spans[i - 1][1] <= start) and (i == len(spans) or spans[i][0] >= end):
             spans.insert(i, (start, end))
     return spans
+
+
+def _worker_processes(wanted: int) -> int:
+    """`wanted`, or 1 where processes cannot share a queue: some containers and sandboxes have no POSIX
+    semaphores (no /dev/shm), and spaCy's worker processes would fail to start there. One process finds the
+    same entities, on one core."""
+    if wanted <= 1:
+        return 1
+    try:
+        multiprocessing.Queue().close()
+    except (OSError, ImportError) as error:  # ImportError: a Python built without _multiprocessing
+        print(f"characters: one process for spaCy, since worker processes are unavailable here ({error})",
+              file=sys.stderr)
+        return 1
+    return wanted
 
 
 # Characters known only by a role: "the Hatter", "the Mock Turtle" (Alice), "the General" (The Gambler). A
