@@ -92,6 +92,13 @@ class DataSource:
         return read_pairs(self.path, schema=schema, mapping=mapping, require_label=require_label,
                           skip_invalid=skip_invalid, stats=stats)
 
+    def origin(self) -> str:
+        """Where the data comes from, not what it holds: caches keyed by it keep one entry per data set and
+        refresh it in place when the file changes."""
+        if self.parts:
+            return "+".join(part.origin() for part in self.parts)
+        return f"{self.path.resolve()}:{self.mapping or ''}"
+
     def sha256(self) -> str:
         """The data's content hash: the file's, or for a pooled source one over its parts and their mappings."""
         if not self.parts:

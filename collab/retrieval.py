@@ -362,10 +362,13 @@ class Retriever:
 
     # -- indexes
     def _open(self, kind: str, data_hash: str, build: Callable[[], tuple[np.ndarray, list[dict]]],
-              groups: Callable[[dict], Sequence[str]] = lambda item: ()) -> VectorIndex:
+              groups: Callable[[dict], Sequence[str]] = lambda item: (), origin: str = "") -> VectorIndex:
         key = content_key(FORMAT, kind, self.index_type, self.embedder.fingerprint, self.schema.fingerprint,
                           data_hash)
-        folder = self.root / f"{kind}-{self.schema.id}-{self.index_type}-{self.embedder.fingerprint[:12]}"
+        # One folder per training set, so runs with different `--train` data neither rebuild nor replace each
+        # other's index; a changed file still rebuilds its own.
+        source = f"-{content_key(origin)[:8]}" if origin else ""
+        folder = self.root / f"{kind}-{self.schema.id}-{self.index_type}-{self.embedder.fingerprint[:12]}{source}"
         return VectorIndex.open(folder, key, build, self.index_type, groups)
 
     def _build_definitions(self) -> tuple[np.ndarray, list[dict]]:
@@ -384,7 +387,8 @@ class Retriever:
             items = [{**pair.to_json(), "labels": list(pair.labels)} for pair in pairs]
             return self.embedder.encode([mark_mentions(p) for p in pairs]), items
 
-        return self._open("demonstrations", data_hash, build, lambda item: _pair_from_json(item).gold_labels)
+        return self._open("demonstrations", data_hash, build, lambda item: _pair_from_json(item).gold_labels,
+                          source.origin())
 
     # -- search
     def encode(self, pairs: Sequence[Pair]) -> np.ndarray:

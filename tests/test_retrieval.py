@@ -85,6 +85,18 @@ def test_an_index_whose_records_file_was_cut_is_rebuilt(semeval, write_jsonl, tm
     assert again.calls == 1  # the demonstrations, whose records were cut; the definitions were fine
 
 
+def test_each_training_set_keeps_its_own_index(semeval, write_jsonl, tmp_path):
+    cache = tmp_path / "cache"
+    first = train_file(write_jsonl)
+    other = train_file(write_jsonl, TRAIN[:5], name="other.jsonl")
+    retriever(semeval, first, cache)
+    assert len(retriever(semeval, other, cache).demo_pairs) == 5
+    back = FakeEmbedder()
+    assert len(retriever(semeval, first, cache, back).demo_pairs) == 8
+    assert back.calls == 0  # switching back to the first set rebuilt nothing
+    assert len(list((cache / "indexes").glob("demonstrations-*"))) == 2
+
+
 def test_stale_fingerprint_rebuilds(semeval, write_jsonl, tmp_path):
     cache = tmp_path / "cache"
     retriever(semeval, train_file(write_jsonl), cache)
