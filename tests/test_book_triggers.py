@@ -51,6 +51,9 @@ def stated(sentence: str, label: str, pair: set[str], narrator: bool = False, po
     ("My sister, Anna, threw the door open.", "sibling_of", {"anna", "narrator"}, True),
     ("Ben, my friend, came in.", "friend_of", {"ben", "narrator"}, True),
     ("Ben was always my friend.", "friend_of", {"ben", "narrator"}, True),
+    ("Ben, who had always been my friend, came in.", "friend_of", {"ben", "narrator"}, True),
+    ("Ben, the miller, was my friend.", "friend_of", {"ben", "narrator"}, True),
+    ("Ben, the miller, saw my friend.", "friend_of", {"ben", "narrator"}, False),
     ("I spoke of my marriage to Anna.", "spouse_of", {"anna", "narrator"}, True),
     # inside a quotation "my" is the speaker's, whom the mentions do not show: counted as before
     ("“My dear friend,” said Ben to me.", "friend_of", {"ben", "narrator"}, True),
@@ -73,6 +76,18 @@ def test_a_possessed_trigger_counts_only_for_its_possessor_and_the_person_it_nam
     narrator = "narrator" in pair or " my " in f" {sentence.lower()} "
     assert stated(sentence, label, pair, narrator) is expected
     assert stated(sentence, label, pair, narrator, possession=False)  # without the characters, any trigger counts
+
+
+def test_a_character_the_sentence_only_calls_he_or_she_may_be_the_person_a_possessive_names():
+    book, characters = make_book(["My friend bowed his compliments to Anna."], narrator=True)
+    at = book.text.index("his")
+    characters.mentions.append(CharacterMention(at, at + 3, "his", 0, "ben", "pronoun"))
+    characters.mentions.sort(key=lambda m: m.start)
+    _, where = book_pairs(book, characters)
+    words = TriggerWords(book, SCHEMA, characters)
+    by_pair = {frozenset((w.head, w.tail)): w for w in where}
+    assert words.states("friend_of", by_pair[frozenset(("narrator", "ben"))])       # "his" may be the friend
+    assert not words.states("friend_of", by_pair[frozenset(("narrator", "anna"))])  # Anna, named, is not
 
 
 def test_a_sentence_without_the_labels_trigger_states_nothing():

@@ -10,9 +10,10 @@ copula ("Carl was Anna's father", "he was my friend") or after a preposition ("m
 "My" counts as the narrator only outside quotations; inside them it is the speaker, whom the two characters'
 mentions do not show. "His" and "her" outside quotations belong to the nearest character of that gender named
 before them in the pair's sentence, as the characters stage resolves pronouns; with none, or with any other
-trigger, the trigger counts as before. On the Massey dev novels this changed whether a trigger counted in 1,106
-(pair sentence, label) cases among the guide's five best labels; read by hand, a seeded sample of 40 of them
-held the relation for the pair in 6 (BENCHMARKS.md, books).
+trigger, the trigger counts as before; so does the narrator's ("my friend") for a character the sentence calls
+only he or she ("My friend bowed his compliments", of Holmes), who may be the person it names. On the Massey dev
+novels the rule stops 1,097 (pair sentence, label) cases among the guide's five best labels from counting; a
+seeded sample of 40, read by hand, agrees with it in 35 (BENCHMARKS.md, books).
 """
 from __future__ import annotations
 
@@ -38,11 +39,11 @@ GENITIVE_BEFORE = re.compile(rf"(?:(?<=[A-Za-z])['’]s|(?<=s)['’])\s+{_MODIFI
 # colleague Lestrade", "my marriage to Estella".
 NAMED_AFTER = re.compile(r"(?:\s+(?:and|or)\s+[a-z-]+)?\s*,?\s*(?:(?:of|for|to|with)\s+)?(?:[A-Z][a-z]{0,9}\.?\s+)?")
 # Between the person and the possessed phrase: "Herbert, my dear friend", "Carl was Anna's father", "Joe, who had
-# always been my friend".
-NAMED_BEFORE = re.compile(r"\s*(?:[,(]|—|–|--)?\s*(?:(?:who|that)\s+)?(?:(?:is|was|were|are|am|became|becomes|"
-                          r"remained|remains|seemed|seems|had\s+been|has\s+been|have\s+been|would\s+be|will\s+be)\s+"
-                          r"(?:(?:now|still|always|once|then|also|not|never|ever|already|indeed|really|truly|only)\s+)"
-                          r"{0,2})?")
+# always been my friend", "Hannah, the servant, was my most frequent visitor".
+_ADVERBS = r"(?:(?:now|still|always|once|then|also|not|never|ever|already|indeed|really|truly|only)\s+){0,2}"
+NAMED_BEFORE = re.compile(rf"(?:\s*,[^,;:.!?“”\"]{{1,40}},)?\s*(?:[,(]|—|–|--)?\s*(?:(?:who|that)\s+)?"
+                          rf"(?:(?:is|was|were|are|am|became|becomes|remained|remains|seemed|seems)\s+{_ADVERBS}"
+                          rf"|(?:had|has|have|would|will)\s+{_ADVERBS}(?:been|be)\s+{_ADVERBS})?")
 HYPHENATED = re.compile(r"(?:[A-Za-z]+-)*$")
 _LOOK_BACK = 60
 
@@ -65,12 +66,12 @@ class TriggerWords:
         self.possession = characters is not None
         self.quotes = quotations(book) if self.possession else []
         self.genders = {c.id: c.gender for c in characters.characters} if characters else {}
-        self.spans: dict[str, list[tuple[int, int]]] = defaultdict(list)  # character -> sorted (start, end)
+        self.spans: dict[str, list[tuple[int, int, bool]]] = defaultdict(list)  # character -> (start, end, pronoun)
         self.ends: dict[int, tuple[str, int]] = {}                        # mention end -> (character, start)
         self.named: list[tuple[int, str]] = []                            # (start, character) of names, sorted
         for m in sorted(characters.mentions if characters else (), key=lambda m: m.start):
             if m.kind not in ("speaker", "narrator"):  # the narrator's spans are every I/me/my, found when needed
-                self.spans[m.character].append((m.start, m.end))
+                self.spans[m.character].append((m.start, m.end, m.kind == "pronoun"))
                 self.ends.setdefault(m.end, (m.character, m.start))  # "Mr. Wopsle" before the "Wopsle" inside it
             if m.kind in ("name", "title"):
                 self.named.append((m.start, m.character))
@@ -91,8 +92,10 @@ class TriggerWords:
         if owner not in (mention.head, mention.tail):
             return False
         other = mention.tail if owner == mention.head else mention.head
-        return any(self._names(start, end, phrase_start, match.end())
-                   for start, end in self._spans(other, mention.start, mention.end))
+        spans = list(self._spans(other, mention.start, mention.end))
+        if owner == NARRATOR and all(pronoun for *_, pronoun in spans):
+            return True  # "My friend bowed his compliments": one the sentence only calls he or she may be the friend
+        return any(self._names(start, end, phrase_start, match.end()) for start, end, _ in spans)
 
     def _possessor(self, at: int, floor: int) -> tuple[str | None, int] | None:
         """(possessor, where the possessed phrase starts) for a trigger starting at `at`, or None when nobody
@@ -116,12 +119,12 @@ class TriggerWords:
                 return self.named[i][1], start + m.start()
         return None
 
-    def _spans(self, character: str, start: int, end: int) -> Iterable[tuple[int, int]]:
+    def _spans(self, character: str, start: int, end: int) -> Iterable[tuple[int, int, bool]]:
         if character == NARRATOR:
-            return ((m.start(), m.end()) for m in FIRST_PERSON.finditer(self.text, start, end)
+            return ((m.start(), m.end(), False) for m in FIRST_PERSON.finditer(self.text, start, end)
                     if not quoted(self.quotes, m.start()))
         spans = self.spans.get(character, [])
-        return spans[bisect.bisect_left(spans, (start, start)):bisect.bisect_left(spans, (end, end))]
+        return spans[bisect.bisect_left(spans, (start,)):bisect.bisect_left(spans, (end,))]
 
     def _names(self, start: int, end: int, phrase_start: int, phrase_end: int) -> bool:
         """Whether the span start:end is the person the possessed phrase phrase_start:phrase_end names."""
