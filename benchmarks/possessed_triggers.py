@@ -7,8 +7,8 @@ For every book run under `--run` (folders holding `stages/`), counts the (pair s
 guide's five best labels of the sentence where a trigger word counted before the rule and does not with it
 (collab/book/triggers.py), and prints a seeded sample of them to read. With `--judged` (a sample read by hand:
 each line the case plus `"states": true|false`, whether the sentence states that relation between the two), it
-prints how many of the sample the rule got right (a case where the sentence does not state the relation) and
-how many of the judged cases this run's rule still blocks.
+prints how many of the judged cases this run's rule still blocks and how many it gets right: blocked where the
+sentence does not state the relation, counted where it does.
 Prints one JSON object.
 """
 from __future__ import annotations
@@ -79,8 +79,11 @@ def main() -> None:
         judged = [json.loads(line) for line in Path(args.judged).read_text(encoding="utf-8").splitlines() if line]
         fields = ("book", "label", "head", "tail", "sentence")
         blocked = {tuple(c[f] for f in fields) for c in cases}
-        result["judged"] = {"cases": len(judged), "rule_right": sum(not j["states"] for j in judged),
-                            "blocked_by_this_run": sum(tuple(j[f] for f in fields) in blocked for j in judged)}
+        still = [tuple(j[f] for f in fields) in blocked for j in judged]
+        # right: a case still blocked whose sentence does not state the relation, or one this run's rule lets
+        # count again whose sentence does
+        result["judged"] = {"cases": len(judged), "still_blocked": sum(still),
+                            "rule_right": sum(j["states"] != kept for j, kept in zip(judged, still))}
         del result["sample"]
     print(json.dumps(result, ensure_ascii=False))
 
