@@ -63,6 +63,8 @@ def stated(sentence: str, label: str, pair: set[str], narrator: bool = False, po
     ("Ben met Anna's father.", "parent_of", {"ben", "anna"}, False),
     ("Ben met Carl's great-aunt.", "relative_of", {"ben", "carl"}, False),
     ("Ben danced with the doctor's wife and Dora.", "spouse_of", {"ben", "dora"}, False),
+    ("Ben said that he's married to Anna.", "spouse_of", {"ben", "anna"}, True),  # "he's" is "he is"
+    ("Ben said that Carl's married sister loved Anna.", "sibling_of", {"ben", "anna"}, False),
     # his/her: the nearest name of that gender before it
     ("Anna walked with Ben to her father.", "parent_of", {"anna", "ben"}, False),
     ("Anna kissed her father, Carl.", "parent_of", {"anna", "carl"}, True),

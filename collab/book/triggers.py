@@ -34,7 +34,10 @@ _MODIFIERS = r"(?:(?!(?:the|a|an|to|of|in|on|at|by|for|from|with|into|upon|as|th
              r"my|our|your|who|which|was|were|is|are|be|had|has|have|said)\s)[a-z][a-z'’-]*\s+){0,3}"
 MY_BEFORE = re.compile(rf"\b[Mm]y\s+{_MODIFIERS}$")
 PRONOUN_BEFORE = re.compile(rf"\b([Hh]is|[Hh]er)\s+{_MODIFIERS}$")
-GENITIVE_BEFORE = re.compile(rf"(?:(?<=[A-Za-z])['’]s|(?<=s)['’])\s+{_MODIFIERS}$")
+# "X's" before the trigger, but not "he's", "it's", "that's": there the 's is "is" or "has" ("he's married").
+GENITIVE_BEFORE = re.compile(rf"(?<!\b[Hh]e)(?<!\b[Ss]he)(?<!\b[Ii]t)(?<!\b[Tt]hat)(?<!\b[Tt]here)(?<!\b[Hh]ere)"
+                             rf"(?<!\b[Ww]ho)(?<!\b[Ww]hat)(?<!\b[Ww]here)(?<!\b[Ll]et)"
+                             rf"(?:(?<=[A-Za-z])['’]s|(?<=s)['’])\s+{_MODIFIERS}$")
 # Between the trigger and the person it names: "my friend Holmes", "my sister, Mrs. Joe", "my friend and
 # colleague Lestrade", "my marriage to Estella".
 NAMED_AFTER = re.compile(r"(?:\s+(?:and|or)\s+[a-z-]+)?\s*,?\s*(?:(?:of|for|to|with)\s+)?(?:[A-Z][a-z]{0,9}\.?\s+)?")
