@@ -3,8 +3,9 @@
 Two indexes per schema and embedding model live under the cache root (`indexes/`):
 
 * definitions: each label's definition with its trigger words;
-* demonstrations: the schema's training pairs, embedded with their mentions marked ([E1]head[/E1] ...).
-  Only training pairs ever go in, so a dev or test pair can never be shown to a model as an example.
+* demonstrations: the schema's training pairs, embedded with their mentions marked ([E1]head[/E1] ...), in one
+  folder per training set (`--train`). Only training pairs ever go in, so a dev or test pair can never be shown
+  to a model as an example.
 
 Each folder holds `index.faiss`, the vectors' records (`items.jsonl`, each parsed only when read) and
 `meta.json` with a fingerprint over the embedding model and its weights, the schema and the data, and the

@@ -39,9 +39,9 @@ from pathlib import Path
 from typing import Any
 
 from collab.book.characters import find_characters, load_nlp
-from collab.book.triggers import trigger_patterns
 from collab.book.pairs import book_pairs
 from collab.book.text import read_book
+from collab.book.triggers import trigger_patterns
 from collab.data import Pair, write_jsonl
 from collab.datasets import datasets_root
 from collab.files import atomic_write_text

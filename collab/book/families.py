@@ -34,9 +34,9 @@ from typing import Callable, Iterable
 
 from ..schema import Schema
 from .characters import FORMAL, RANKS, TITLES, given_names, nicknames, parse_name, plain_name
-from .triggers import trigger_patterns
 from .pairs import PairMention
 from .records import BookText, Character, Edge, Evidence
+from .triggers import trigger_patterns
 
 FAMILY = ("parent_of", "sibling_of", "spouse_of", "relative_of")
 # A wife's title and her husband's: Sir Walter Elliot's wife is Lady Elliot, Mr. Elliot's Mrs. Elliot.
