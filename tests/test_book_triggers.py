@@ -80,6 +80,29 @@ def test_a_possessed_trigger_counts_only_for_its_possessor_and_the_person_it_nam
     assert stated(sentence, label, pair, narrator, possession=False)  # without the characters, any trigger counts
 
 
+@pytest.mark.parametrize("sentence, label, pair, expected", [
+    # a kinship word used as a name ("Mother", "Father") is that person, not a tie between two others
+    ("Mother sent Ben to Anna.", "parent_of", {"ben", "anna"}, False),
+    ("Ben said that Father had written to Anna.", "parent_of", {"ben", "anna"}, False),
+    ("Ben met the Master of the Ceremonies and Anna.", "employer_of", {"ben", "anna"}, False),
+    # ... and as a title, it belongs to the name it stands by
+    ("Ben visited Uncle Carl with Anna.", "relative_of", {"ben", "carl"}, True),
+    ("Ben visited Uncle Carl with Anna.", "relative_of", {"ben", "anna"}, False),
+    # said to someone in a quotation, it is the one spoken to, not one spoken of
+    ("“Only this week, father,” said Anna, “since Ben came.”", "parent_of", {"anna", "ben"}, False),
+    ("“I told my father,” said Anna, “that Ben came.”", "parent_of", {"anna", "ben"}, True),
+    # "their father" is someone both have, neither is; unless the phrase names one of them
+    ("Ben and Anna went to see their father.", "parent_of", {"ben", "anna"}, False),
+    ("Ben and Anna went to see their father, Carl.", "parent_of", {"anna", "carl"}, True),
+    # "their marriage" is a tie between the two
+    ("Ben and Anna put off their marriage.", "spouse_of", {"ben", "anna"}, True),
+])
+def test_a_trigger_that_names_or_addresses_someone_or_that_several_own_counts_only_for_that_someone(
+        sentence, label, pair, expected):
+    assert stated(sentence, label, pair) is expected
+    assert stated(sentence, label, pair, possession=False)
+
+
 def test_a_character_the_sentence_only_calls_he_or_she_may_be_the_person_a_possessive_names():
     book, characters = make_book(["My friend bowed his compliments to Anna."], narrator=True)
     at = book.text.index("his")
