@@ -1,13 +1,15 @@
-"""What the possessive rule of the trigger words changes in a `books` run, and how often it is right.
+"""What the trigger words' rules (possessives, names and addresses) change in a `books` run, and how often they are
+right.
 
     python benchmarks/possessed_triggers.py --run out/bench/books/massey          # a folder of book runs
     python benchmarks/possessed_triggers.py --run DIR --judged benchmarks/gold/possessed_triggers_massey_dev.jsonl
+    python benchmarks/possessed_triggers.py --run DIR --judged benchmarks/gold/called_and_shared_triggers_massey_dev.jsonl
 
 For every book run under `--run` (folders holding `stages/`), counts the (pair sentence, label) cases among the
-guide's five best labels of the sentence where a trigger word counted before the rule and does not with it
+guide's five best labels of the sentence where a trigger word counted before the rules and does not with them
 (collab/book/triggers.py), and prints a seeded sample of them to read. With `--judged` (a sample read by hand:
 each line the case plus `"states": true|false`, whether the sentence states that relation between the two), it
-prints how many of the judged cases this run's rule still blocks and how many it gets right: blocked where the
+prints how many of the judged cases this run's rules still block and how many they get right: blocked where the
 sentence does not state the relation, counted where it does.
 Prints one JSON object.
 """
