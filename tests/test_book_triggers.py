@@ -55,8 +55,12 @@ def stated(sentence: str, label: str, pair: set[str], narrator: bool = False, po
     ("Ben, the miller, was my friend.", "friend_of", {"ben", "narrator"}, True),
     ("Ben, the miller, saw my friend.", "friend_of", {"ben", "narrator"}, False),
     ("I spoke of my marriage to Anna.", "spouse_of", {"anna", "narrator"}, True),
-    # inside a quotation "my" is the speaker's, whom the mentions do not show: counted as before
+    # inside a quotation "my" is the speaker's, where the speech tags name one: said to someone, it is that one
     ("“My dear friend,” said Ben to me.", "friend_of", {"ben", "narrator"}, True),
+    ("“Anna is my sister,” said Ben.", "sibling_of", {"ben", "anna"}, True),
+    ("“My sister met Anna,” said Ben.", "sibling_of", {"ben", "anna"}, False),
+    ("“My sister met Anna and Dora,” said Ben.", "sibling_of", {"dora", "anna"}, False),
+    ("“My sister, Anna, met Dora,” said Ben.", "sibling_of", {"ben", "anna"}, True),
     # a named possessor
     ("Carl was Anna's father.", "parent_of", {"carl", "anna"}, True),
     ("Anna's brother Ben came.", "sibling_of", {"anna", "ben"}, True),
@@ -85,12 +89,14 @@ def test_a_possessed_trigger_counts_only_for_its_possessor_and_the_person_it_nam
     ("Mother sent Ben to Anna.", "parent_of", {"ben", "anna"}, False),
     ("Ben said that Father had written to Anna.", "parent_of", {"ben", "anna"}, False),
     ("Ben met the Master of the Ceremonies and Anna.", "employer_of", {"ben", "anna"}, False),
+    ("“Good day, Master Ben,” said Anna.", "employer_of", {"ben", "anna"}, False),  # a title, not a tie
     # ... and as a title, it belongs to the name it stands by
     ("Ben visited Uncle Carl with Anna.", "relative_of", {"ben", "carl"}, True),
     ("Ben visited Uncle Carl with Anna.", "relative_of", {"ben", "anna"}, False),
     # said to someone in a quotation, it is the one spoken to, not one spoken of
     ("“Only this week, father,” said Anna, “since Ben came.”", "parent_of", {"anna", "ben"}, False),
-    ("“I told my father,” said Anna, “that Ben came.”", "parent_of", {"anna", "ben"}, True),
+    ("“Yes, father,” said Anna to Ben.", "parent_of", {"anna", "ben"}, True),
+    ("“I told my father,” said Anna, “that Ben came.”", "parent_of", {"anna", "ben"}, False),
     # "their father" is someone both have, neither is; unless the phrase names one of them
     ("Ben and Anna went to see their father.", "parent_of", {"ben", "anna"}, False),
     ("Ben and Anna went to see their father, Carl.", "parent_of", {"anna", "carl"}, True),

@@ -25,7 +25,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import yaml
 
@@ -885,19 +885,8 @@ def _speakers(text: str, mentions: list[CharacterMention], sentences: list[Sente
     for m in mentions:
         by_sentence[m.sentence].append(m)
     out: list[CharacterMention] = []
-    for start, end, first, last in paragraphs:
-        speakers = set()
-        for s in sentences[first:last]:
-            for m in by_sentence.get(s.index, ()):
-                if quoted(quotes, m.start) and not marks.tags_quoted:
-                    continue
-                before, after = text[max(start, m.start - 40):m.start], text[m.end:min(end, m.end + 40)]
-                if (marks.speech_verb_before.search(before) or marks.speech_verb_quote.match(after)
-                        or (marks.speech_after_quote.search(before) and SPEECH_VERB_AFTER.match(after))):
-                    speakers.add(m.character)
-        if len(speakers) != 1:
-            continue
-        speaker = speakers.pop()
+    for (start, end, first, last), speaker in _paragraph_speakers(text, by_sentence, sentences, paragraphs, quotes,
+                                                                 marks):
         for s in sentences[first:last]:
             named = by_sentence.get(s.index, [])
             if any(m.character == speaker for m in named):
@@ -906,6 +895,38 @@ def _speakers(text: str, mentions: list[CharacterMention], sentences: list[Sente
             if span:
                 out.append(CharacterMention(span[0], span[1], text[span[0]:span[1]], s.index, speaker, "speaker"))
     return out
+
+
+def _paragraph_speakers(text: str, by_sentence: dict[int, list[CharacterMention]], sentences: list[Sentence],
+                        paragraphs: list[tuple[int, int, int, int]], quotes: list[tuple[int, int]],
+                        marks: QuoteMarks) -> Iterator[tuple[tuple[int, int, int, int], str]]:
+    """(paragraph, its speaker) for each paragraph whose speech tags name one character and no other."""
+    for start, end, first, last in paragraphs:
+        speakers = set()
+        for s in sentences[first:last]:
+            for m in by_sentence.get(s.index, ()):
+                if m.kind not in ("name", "title") or (quoted(quotes, m.start) and not marks.tags_quoted):
+                    continue
+                before, after = text[max(start, m.start - 40):m.start], text[m.end:min(end, m.end + 40)]
+                if (marks.speech_verb_before.search(before) or marks.speech_verb_quote.match(after)
+                        or (marks.speech_after_quote.search(before) and SPEECH_VERB_AFTER.match(after))):
+                    speakers.add(m.character)
+        if len(speakers) == 1:
+            yield (start, end, first, last), speakers.pop()
+
+
+def quotation_speakers(book: BookText, characters: Characters) -> list[tuple[int, int, str]]:
+    """(start, end, speaker) of each quotation in a paragraph whose speech tags name one character, as the
+    characters stage attributes speech: whose "my" a quotation's "my" is."""
+    sentences = sorted(book.sentences, key=lambda s: s.start)
+    paragraphs, marks, quotes = _quotations(book.text, sentences)
+    by_sentence: dict[int, list[CharacterMention]] = defaultdict(list)
+    for m in characters.mentions:
+        by_sentence[m.sentence].append(m)
+    return [(q_start, q_end, speaker)
+            for (start, end, _, _), speaker in _paragraph_speakers(book.text, by_sentence, sentences, paragraphs,
+                                                                  quotes, marks)
+            for q_start, q_end in _overlapping(quotes, start, end)]
 
 
 def _speech_span(text: str, sentence: Sentence, quotes: list[tuple[int, int]],

@@ -7,8 +7,9 @@ my sister" says nothing of Biddy and the narrator, nor of Biddy and anyone else 
 counts for a pair only when one of the two is its possessor and the other is the person it names: in
 apposition ("my friend Holmes", "Herbert, my dear friend", "Jane's sister Elizabeth"), as the subject of a
 copula ("Carl was Anna's father", "he was my friend") or after a preposition ("my marriage to Estella").
-"My" counts as the narrator only outside quotations; inside them it is the speaker, whom the two characters'
-mentions do not show. "His" and "her" outside quotations belong to the nearest character of that gender named
+"My" counts as the narrator outside quotations; inside them it is the speaker, where the paragraph's speech tags
+name one character ("“My father will be expecting us,” said Emma" says nothing of the Harriet she leaves with),
+and where they do not, the trigger counts as before. "His" and "her" outside quotations belong to the nearest character of that gender named
 before them in the pair's sentence, as the characters stage resolves pronouns; with none, or with any other
 trigger, the trigger counts as before; so does the narrator's ("my friend") for a character the sentence calls
 only he or she ("My friend bowed his compliments", of Holmes), who may be the person it names. "Their father"
@@ -18,13 +19,15 @@ Eleanor ... their father" makes them no parent and child), but "their marriage" 
 A trigger that is a name, a title or an address is the person it calls, not a tie between two others: "Mother
 can't leave Father" says nothing of the two sisters in the sentence, nor "Aunt March" of the nieces beside her,
 nor "Only this last week, father," said to Silas of Eppie and the Aaron she speaks of. Such a trigger counts
-only for the character whose mention it is part of or stands by ("Uncle Pumblechook"). It is one when
-capitalised within a sentence, when an address term (father, aunt, ...) opens a sentence or a quotation, or
-when an address term stands between commas (or a quotation's edge) inside a quotation.
+only for the character whose mention it is part of or stands by ("Uncle Pumblechook"), and a title that is no
+tie ("Master Marner") for nobody. It is one when capitalised within a sentence, when an address term (father,
+aunt, ...) opens a sentence or a quotation, or when an address term stands between commas (or a quotation's
+edge) inside a quotation. An address with a known speaker ("“Yes, father,” said Eppie to Silas", "“My dear
+friend,” said Ben to me") counts for the speaker and whoever the sentence names outside the quotation.
 
-On the Massey dev novels the rules stop 1,296 (pair sentence, label) cases among the guide's five best labels
-from counting. Two seeded samples of 40, read by hand, agree with them in 35 (possessives) and 38 (names,
-addresses and "their") (BENCHMARKS.md, books).
+On the Massey dev novels the rules stop 1,367 (pair sentence, label) cases among the guide's five best labels
+from counting. Three seeded samples of 40, read by hand, agree with them in 35 (possessives), 38 (names,
+addresses and "their") and 39 (speakers' "my" and titles) (BENCHMARKS.md, books).
 """
 from __future__ import annotations
 
@@ -34,7 +37,7 @@ from collections import defaultdict
 from typing import Iterable
 
 from ..schema import Schema
-from .characters import FIRST_PERSON, quotations, quoted
+from .characters import FIRST_PERSON, quotation_speakers, quotations, quoted
 from .pairs import PairMention
 from .records import BookText, Characters
 
@@ -70,6 +73,8 @@ _OPENING = " \t\n\"“”‘’'(—–-"
 # "Only this last week, father," "Father, dear, ...".
 VOCATIVE_BEFORE = re.compile(r"(?:^|[,!?;]|[“\"‘'])\s*(?:(?:my\s+)?dear(?:\s+old)?\s+|poor\s+|[Oo]h,?\s+)?$")
 VOCATIVE_AFTER = re.compile(r"\s*(?:[,!?;]|\.(?=\s*[”\"’']))")
+# Address terms that are titles, not ties, before a name: "Master Marner" is no one's employer.
+HONORIFICS = frozenset(("master", "mistress"))
 GROUP = "\0group"  # "their": the owners are several, none of them one character
 # Triggers that name a tie, not a person: "their marriage", "their friendship" is a tie between the owners.
 TIES = frozenset("marriage wedding friendship acquaintance courtship quarrel feud hatred love partnership".split())
@@ -94,6 +99,7 @@ class TriggerWords:
         self.possession = characters is not None
         self.quotes = quotations(book) if self.possession else []
         self.genders = {c.id: c.gender for c in characters.characters} if characters else {}
+        self.speakers = quotation_speakers(book, characters) if characters else []  # sorted like the quotations
         self.spans: dict[str, list[tuple[int, int, bool]]] = defaultdict(list)  # character -> (start, end, pronoun)
         self.ends: dict[int, tuple[str, int]] = {}                        # mention end -> (character, start)
         self.named: list[tuple[int, str]] = []                            # (start, character) of names, sorted
@@ -113,9 +119,17 @@ class TriggerWords:
     def _about(self, match: re.Match, mention: PairMention) -> bool:
         if not self.possession:
             return True
-        if self._calls(match, mention.start):
-            return any(self._is_part_of(c, match) for c in (mention.head, mention.tail))
+        pair = (mention.head, mention.tail)
         owned = self._possessor(match.start(), mention.start)
+        phrase_start = owned[1] if owned else match.start()
+        if self._said_to(phrase_start, match.end(), mention.start) and (speaker := self._speaker(match.start())):
+            # "“My dear friend,” said Ben to me", "“Yes, father,” said Eppie to Silas": the speaker's tie with the
+            # one spoken to, who is named outside the quotation, not with those the speech names
+            return speaker in pair and any(not quoted(self.quotes, start) for c in pair if c != speaker
+                                           for start, _, _ in self._spans(c, mention.start, mention.end))
+        if self._calls(match, mention.start):
+            return (match.group().lower() not in HONORIFICS
+                    and any(self._is_part_of(c, match) for c in pair))
         if owned is None:
             return True
         owner, phrase_start = owned
@@ -123,9 +137,8 @@ class TriggerWords:
             return True
         if owner == GROUP:  # "Henry and Eleanor ... their father": the two share him, they are not he
             return any(self._names(start, end, phrase_start, match.end())
-                       for c in (mention.head, mention.tail) for start, end, _ in self._spans(c, mention.start,
-                                                                                          mention.end))
-        if owner not in (mention.head, mention.tail):
+                       for c in pair for start, end, _ in self._spans(c, mention.start, mention.end))
+        if owner not in pair:
             return False
         other = mention.tail if owner == mention.head else mention.head
         spans = list(self._spans(other, mention.start, mention.end))
@@ -143,8 +156,17 @@ class TriggerWords:
         address = word.lower() in ADDRESS_TERMS and self.text[match.end():match.end() + 3] not in ("-in", " of")
         if word[0].isupper():
             return address or not opens
-        return (address and quoted(self.quotes, at) and VOCATIVE_BEFORE.search(before) is not None
-                and VOCATIVE_AFTER.match(self.text, match.end()) is not None)
+        return address and self._said_to(at, match.end(), floor)
+
+    def _said_to(self, phrase_start: int, phrase_end: int, floor: int) -> bool:
+        """Whether the phrase is an address in a quotation: between commas, or a comma and the quotation's edge,
+        and not followed by the name it stands for ("My sister, Meg, used to ride")."""
+        before = self.text[max(floor, phrase_start - _LOOK_BACK):phrase_start]
+        after = VOCATIVE_AFTER.match(self.text, phrase_end)
+        if not (quoted(self.quotes, phrase_start) and VOCATIVE_BEFORE.search(before) and after):
+            return False
+        i = bisect.bisect_left(self.named, (after.end(), ""))
+        return not (i < len(self.named) and not self.text[after.end():self.named[i][0]].strip())
 
     def _is_part_of(self, character: str, match: re.Match) -> bool:
         """Whether the name or title the trigger is belongs to this character's mention: it lies inside the
@@ -173,8 +195,11 @@ class TriggerWords:
             return self.ends.get(owner_end, (None, owner_end))
         if m := THEIR_BEFORE.search(before):
             return GROUP, start + m.start()
-        if (m := MY_BEFORE.search(before)) and not quoted(self.quotes, start + m.start()):
-            return NARRATOR, start + m.start()
+        if m := MY_BEFORE.search(before):
+            if not quoted(self.quotes, start + m.start()):
+                return NARRATOR, start + m.start()
+            if speaker := self._speaker(start + m.start()):
+                return speaker, start + m.start()
         if (m := PRONOUN_BEFORE.search(before)) and not quoted(self.quotes, start + m.start()):
             gender = "m" if m.group(1).lower() == "his" else "f"
             i = bisect.bisect_left(self.named, (start + m.start(), "")) - 1
@@ -183,6 +208,11 @@ class TriggerWords:
             if i >= 0 and self.named[i][0] >= floor:
                 return self.named[i][1], start + m.start()
         return None
+
+    def _speaker(self, at: int) -> str | None:
+        """Who says the quotation around `at`, where its paragraph's speech tags name one character."""
+        i = bisect.bisect_right(self.speakers, (at, float("inf"), "")) - 1
+        return self.speakers[i][2] if i >= 0 and self.speakers[i][0] <= at < self.speakers[i][1] else None
 
     def _spans(self, character: str, start: int, end: int) -> Iterable[tuple[int, int, bool]]:
         if character == NARRATOR:
