@@ -62,12 +62,16 @@ def _pair(a: str, b: str) -> tuple[str, str]:
 def aggregate_edges(book: BookText, where: list[PairMention], predictions: Iterable[dict[str, Any]],
                     schema: Schema, *, threshold: float = 0.3, triggers: bool = False, frequent: float = 0.0,
                     evidence_per_edge: int = 3, ruled_out: Callable[[str, str, str], bool] | None = None,
-                    characters: Characters | None = None) -> list[Edge]:
+                    characters: Characters | None = None, words: TriggerWords | None = None) -> list[Edge]:
     """Edges from the prediction records (one per PairMention, matched by id). A (label, source, target) key
     that `ruled_out` rejects never becomes an edge, and a pair's other keys compete without it. The book's
-    `characters` let the trigger words tell whose relation a possessed trigger is."""
+    `characters` let the trigger words tell whose relation a possessed trigger is; `words`, the book's trigger
+    words made once already (each chapter's graph uses the book's), stands for both."""
     by_id = {p["id"]: p for p in predictions}
-    words = TriggerWords(book, schema, characters) if triggers else None
+    if triggers and words is None:
+        words = TriggerWords(book, schema, characters)
+    elif not triggers:
+        words = None
 
     def stated(label: str, mention: PairMention) -> bool:
         return words is None or words.states(label, mention)

@@ -27,6 +27,7 @@ from .edges import aggregate_edges, edge_order
 from .families import family_edges, unlikely_kin
 from .pairs import PairMention, book_pairs
 from .records import BookText, Character, Characters, Edge
+from .triggers import TriggerWords
 
 BUNDLED_BOOK = Path(__file__).resolve().parent / "data" / "a_study_in_scarlet.txt"  # Gutenberg #244, public domain
 EXPORTS = ("json", "graphml", "gexf", "csv", "html", "png")
@@ -114,13 +115,14 @@ def _edge_settings(run: BookRun) -> dict[str, Any]:
 
 
 def book_edges(run: BookRun, text: BookText, characters: list[Character], where: list[PairMention],
-               relations: list[dict], everyone: Characters) -> list[Edge]:
+               relations: list[dict], everyone: Characters, words: TriggerWords | None = None) -> list[Edge]:
     """The guide's edges over these pair sentences, then the family ties the characters' surnames state.
-    `everyone` is the book's characters and mentions, whose possessives tell whose a trigger word is."""
+    `everyone` is the book's characters and mentions, whose possessives tell whose a trigger word is; `words`,
+    the book's trigger words when already made."""
     edges = aggregate_edges(text, where, relations, run.schema, threshold=run.config.edge_threshold,
                             triggers=run.config.edge_triggers, frequent=run.config.edge_frequent,
                             ruled_out=unlikely_kin(characters) if run.config.family_names else None,
-                            characters=everyone)
+                            characters=everyone, words=words)
     if run.config.family_names:
         edges = sorted(edges + family_edges(text, characters, where, run.schema, edges), key=edge_order)
     return edges
@@ -197,9 +199,10 @@ def run_book(run: BookRun, *, rerun_from: str | None = None) -> dict[str, Any]:
     if run.config.chapter_graphs:
         from .chapter_graphs import write_chapter_graphs
 
+        words = TriggerWords(text, run.schema, characters) if run.config.edge_triggers else None  # once a book
         chapters = write_chapter_graphs(text, characters, outputs["pairs"]["where"],
                                         partial(book_edges, run, text, relations=outputs["relations"],
-                                                everyone=characters),
+                                                everyone=characters, words=words),
                                         meta, run.out, formats)
         files["chapters"] = run.out / "chapters" / "index.json"
     report["graph"] = {"cached": False, "seconds": round(time.perf_counter() - graph_start, 2)}

@@ -1,20 +1,20 @@
 """Trigger words: whether a pair sentence words a relation, and whether the words can be about that pair.
 
-A label's trigger words ("sister" for sibling_of) mark the sentences that state a relation in words (see
-edges.py). A possessed trigger names its possessor's relation, though: in a first-person narration "my sister"
-is the narrator's sister, and "Mr. Wopsle's great-aunt" is Mr. Wopsle's, so "Biddy ... looked thoughtfully at
-my sister" says nothing of Biddy and the narrator, nor of Biddy and anyone else named there. Such a trigger
-counts for a pair only when one of the two is its possessor and the other is the person it names: in
-apposition ("my friend Holmes", "Herbert, my dear friend", "Jane's sister Elizabeth"), as the subject of a
-copula ("Carl was Anna's father", "he was my friend") or after a preposition ("my marriage to Estella").
-"My" counts as the narrator outside quotations; inside them it is the speaker, where the paragraph's speech tags
-name one character ("“My father will be expecting us,” said Emma" says nothing of the Harriet she leaves with),
-and where they do not, the trigger counts as before. "His" and "her" outside quotations belong to the nearest character of that gender named
-before them in the pair's sentence, as the characters stage resolves pronouns; with none, or with any other
-trigger, the trigger counts as before; so does the narrator's ("my friend") for a character the sentence calls
-only he or she ("My friend bowed his compliments", of Holmes), who may be the person it names. "Their father"
-has several owners, none of them one character: it counts only for the person it names, as above ("Henry and
-Eleanor ... their father" makes them no parent and child), but "their marriage" and other ties count for any pair.
+A label's trigger words ("sister" for sibling_of) mark the sentences that state a relation in words (see edges.py).
+A possessed trigger names its possessor's relation, though: in a first-person narration "my sister" is the
+narrator's sister, and "Mr. Wopsle's great-aunt" is Mr. Wopsle's, so "Biddy ... looked thoughtfully at my sister"
+says nothing of Biddy and the narrator, nor of Biddy and anyone else named there. Such a trigger counts for a pair
+only when one of the two is its possessor and the other is the person it names: in apposition ("my friend Holmes",
+"Herbert, my dear friend", "Jane's sister Elizabeth"), as the subject of a copula ("Carl was Anna's father", "he was
+my friend") or after a preposition ("my marriage to Estella"). "My" counts as the narrator outside quotations;
+inside them it is the speaker, where the paragraph's speech tags name one character ("“My father will be expecting
+us,” said Emma" says nothing of the Harriet she leaves with), and where they do not, the trigger counts as before.
+"His" and "her" outside quotations belong to the nearest character of that gender named before them in the pair's
+sentence, as the characters stage resolves pronouns; with none, or with any other trigger, the trigger counts as
+before; so does the narrator's ("my friend") for a character the sentence calls only he or she ("My friend bowed his
+compliments", of Holmes), who may be the person it names. "Their father" has several owners, none of them one
+character: it counts only for the person it names, as above ("Henry and Eleanor ... their father" makes them no
+parent and child), but "their marriage" and other ties count for any pair.
 
 A trigger that is a name, a title or an address is the person it calls, not a tie between two others: "Mother
 can't leave Father" says nothing of the two sisters in the sentence, nor "Aunt March" of the nieces beside her,
@@ -122,7 +122,8 @@ class TriggerWords:
         pair = (mention.head, mention.tail)
         owned = self._possessor(match.start(), mention.start)
         phrase_start = owned[1] if owned else match.start()
-        if self._said_to(phrase_start, match.end(), mention.start) and (speaker := self._speaker(match.start())):
+        speaker = self._speaker(match.start())
+        if speaker and self._said_to(phrase_start, match.end(), mention.start):
             # "“My dear friend,” said Ben to me", "“Yes, father,” said Eppie to Silas": the speaker's tie with the
             # one spoken to, who is named outside the quotation, not with those the speech names
             return speaker in pair and any(not quoted(self.quotes, start) for c in pair if c != speaker
