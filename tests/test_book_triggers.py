@@ -8,6 +8,7 @@ import pytest
 from collab.book.edges import aggregate_edges
 from collab.book.pairs import book_pairs
 from collab.book.records import BookText, Chapter, Character, CharacterMention, Characters, Sentence
+from collab.book.characters import quotation_speakers
 from collab.book.triggers import TriggerWords
 from collab.schema import load_schema
 
@@ -107,6 +108,13 @@ def test_a_trigger_that_names_or_addresses_someone_or_that_several_own_counts_on
         sentence, label, pair, expected):
     assert stated(sentence, label, pair) is expected
     assert stated(sentence, label, pair, possession=False)
+
+
+def test_a_quotation_belongs_to_the_one_speaker_its_paragraph_names():
+    book, characters = make_book(["“My sister came,” said Ben.", "“Anna,” said Ben, and Carl replied, “Dora.”",
+                                  "“Nobody,” she said."])
+    found = [(book.text[start:end], speaker) for start, end, speaker in quotation_speakers(book, characters)]
+    assert found == [("“My sister came,”", "ben")]  # two speakers in the second paragraph, none in the third
 
 
 def test_a_character_the_sentence_only_calls_he_or_she_may_be_the_person_a_possessive_names():
