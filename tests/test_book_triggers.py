@@ -103,6 +103,11 @@ def test_a_possessed_trigger_counts_only_for_its_possessor_and_the_person_it_nam
     ("Ben and Anna went to see their father, Carl.", "parent_of", {"anna", "carl"}, True),
     # "their marriage" is a tie between the two
     ("Ben and Anna put off their marriage.", "spouse_of", {"ben", "anna"}, True),
+    # "engaged" in its other sense: busy, or bound to do something
+    ("Ben was engaged in conversation with Anna.", "romantic_partner_of", {"ben", "anna"}, False),
+    ("Ben was engaged to dine with Anna.", "romantic_partner_of", {"ben", "anna"}, False),
+    ("Ben was engaged to Anna.", "romantic_partner_of", {"ben", "anna"}, True),
+    ("Ben and Anna were engaged to be married.", "romantic_partner_of", {"ben", "anna"}, True),
 ])
 def test_a_trigger_that_names_or_addresses_someone_or_that_several_own_counts_only_for_that_someone(
         sentence, label, pair, expected):
