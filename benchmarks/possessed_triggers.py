@@ -1,10 +1,11 @@
-"""What the trigger words' rules (possessives, names and addresses) change in a `books` run, and how often they are
-right.
+"""What the trigger words' rules (possessives, names and addresses, other senses) change in a `books` run, and
+how often they are right.
 
     python benchmarks/possessed_triggers.py --run out/bench/books/massey          # a folder of book runs
     python benchmarks/possessed_triggers.py --run DIR --judged benchmarks/gold/possessed_triggers_massey_dev.jsonl
     python benchmarks/possessed_triggers.py --run DIR --judged benchmarks/gold/called_and_shared_triggers_massey_dev.jsonl
     python benchmarks/possessed_triggers.py --run DIR --judged benchmarks/gold/speaker_triggers_massey_dev.jsonl
+    python benchmarks/possessed_triggers.py --run DIR --judged benchmarks/gold/other_sense_triggers_massey_dev.jsonl
 
 For every book run under `--run` (folders holding `stages/`), counts the (pair sentence, label) cases among the
 guide's five best labels of the sentence where a trigger word counted before the rules and does not with them
