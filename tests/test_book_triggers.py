@@ -5,10 +5,10 @@ import re
 
 import pytest
 
+from collab.book.characters import quotation_speakers
 from collab.book.edges import aggregate_edges
 from collab.book.pairs import book_pairs
 from collab.book.records import BookText, Chapter, Character, CharacterMention, Characters, Sentence
-from collab.book.characters import quotation_speakers
 from collab.book.triggers import TriggerWords
 from collab.schema import load_schema
 
@@ -103,16 +103,21 @@ def test_a_possessed_trigger_counts_only_for_its_possessor_and_the_person_it_nam
     ("Ben and Anna went to see their father, Carl.", "parent_of", {"anna", "carl"}, True),
     # "their marriage" is a tie between the two
     ("Ben and Anna put off their marriage.", "spouse_of", {"ben", "anna"}, True),
-    # "engaged" in its other sense: busy, or bound to do something
-    ("Ben was engaged in conversation with Anna.", "romantic_partner_of", {"ben", "anna"}, False),
-    ("Ben was engaged to dine with Anna.", "romantic_partner_of", {"ben", "anna"}, False),
-    ("Ben was engaged to Anna.", "romantic_partner_of", {"ben", "anna"}, True),
-    ("Ben and Anna were engaged to be married.", "romantic_partner_of", {"ben", "anna"}, True),
 ])
 def test_a_trigger_that_names_or_addresses_someone_or_that_several_own_counts_only_for_that_someone(
         sentence, label, pair, expected):
     assert stated(sentence, label, pair) is expected
     assert stated(sentence, label, pair, possession=False)
+
+
+@pytest.mark.parametrize("sentence, expected", [
+    ("Ben was engaged in conversation with Anna.", False),   # busy
+    ("Ben was engaged to dine with Anna.", False),           # bound to do something
+    ("Ben was engaged to Anna.", True),
+    ("Ben and Anna were engaged to be married.", True),
+])
+def test_engaged_in_its_other_sense_is_no_betrothal(sentence, expected):
+    assert stated(sentence, "romantic_partner_of", {"ben", "anna"}) is expected
 
 
 def test_a_quotation_belongs_to_the_one_speaker_its_paragraph_names():
