@@ -96,8 +96,8 @@ def trigger_patterns(schema: Schema) -> dict[str, re.Pattern]:
 
 class TriggerWords:
     """Whether a pair sentence holds a trigger word of a label that can speak of its pair. With the book's
-    `characters`, possessed triggers count only for their possessor and the person they name (module
-    docstring); without them, any trigger counts."""
+    `characters`, the module docstring's rules say whose a trigger is (possessives, speakers, names and addresses,
+    other senses); without them, any trigger counts."""
 
     def __init__(self, book: BookText, schema: Schema, characters: Characters | None = None):
         self.text = book.text
