@@ -15,7 +15,7 @@ With `triggers` on, a sentence counts for a label only when it contains one of t
 from the schema ("sister" for sibling_of): most sentences naming two characters state no relation, and a
 guide trained on data with few negatives reads one into them anyway. Given the characters' mentions, a
 possessed trigger ("my sister", "Mr. Wopsle's great-aunt") counts only for its possessor and the person it
-names (triggers.py).
+names, and one used as a name or an address ("Mother", "Yes, father,") only for the one it calls (triggers.py).
 
 With `frequent` r > 0, a pair named together in at least that share of the book's pair sentences that kept no
 relation keeps its most confident one anyway: characters who meet that often are related somehow (what a
