@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from collab.book.characters import quotation_speakers
+from collab.book.characters import speech
 from collab.book.edges import aggregate_edges
 from collab.book.pairs import book_pairs
 from collab.book.records import BookText, Chapter, Character, CharacterMention, Characters, Sentence
@@ -123,7 +123,7 @@ def test_engaged_in_its_other_sense_is_no_betrothal(sentence, expected):
 def test_a_quotation_belongs_to_the_one_speaker_its_paragraph_names():
     book, characters = make_book(["“My sister came,” said Ben.", "“Anna,” said Ben, and Carl replied, “Dora.”",
                                   "“Nobody,” she said."])
-    found = [(book.text[start:end], speaker) for start, end, speaker in quotation_speakers(book, characters)]
+    found = [(book.text[start:end], speaker) for start, end, speaker in speech(book, characters)[1]]
     assert found == [("“My sister came,”", "ben")]  # two speakers in the second paragraph, none in the third
 
 

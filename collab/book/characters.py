@@ -410,11 +410,6 @@ def find_characters(book: BookText, *, min_mentions: int = 2, aliases: dict[str,
     return Characters(characters, mentions)
 
 
-def quotations(book: BookText) -> list[tuple[int, int]]:
-    """The book's quoted stretches (marks included), sorted, as the characters stage finds them."""
-    return _quotations(book.text, sorted(book.sentences, key=lambda s: s.start))[2]
-
-
 def _quotations(text: str, sentences: list[Sentence]) -> tuple[list[tuple[int, int, int, int]], QuoteMarks,
                                                                 list[tuple[int, int]]]:
     paragraphs = _paragraphs(sentences)
@@ -915,18 +910,19 @@ def _paragraph_speakers(text: str, by_sentence: dict[int, list[CharacterMention]
             yield (start, end, first, last), speakers.pop()
 
 
-def quotation_speakers(book: BookText, characters: Characters) -> list[tuple[int, int, str]]:
-    """(start, end, speaker) of each quotation in a paragraph whose speech tags name one character, as the
-    characters stage attributes speech: whose "my" a quotation's "my" is."""
+def speech(book: BookText, characters: Characters) -> tuple[list[tuple[int, int]], list[tuple[int, int, str]]]:
+    """The book's quoted stretches (marks included, sorted) as the characters stage finds them, and (start, end,
+    speaker) of those in a paragraph whose speech tags name one character, as the stage attributes speech: whose
+    "my" a quotation's "my" is."""
     sentences = sorted(book.sentences, key=lambda s: s.start)
     paragraphs, marks, quotes = _quotations(book.text, sentences)
     by_sentence: dict[int, list[CharacterMention]] = defaultdict(list)
     for m in characters.mentions:
         by_sentence[m.sentence].append(m)
-    return [(q_start, q_end, speaker)
-            for (start, end, _, _), speaker in _paragraph_speakers(book.text, by_sentence, sentences, paragraphs,
-                                                                  quotes, marks)
-            for q_start, q_end in _overlapping(quotes, start, end)]
+    return quotes, [(q_start, q_end, speaker)
+                    for (start, end, _, _), speaker in _paragraph_speakers(book.text, by_sentence, sentences,
+                                                                          paragraphs, quotes, marks)
+                    for q_start, q_end in _overlapping(quotes, start, end)]
 
 
 def _speech_span(text: str, sentence: Sentence, quotes: list[tuple[int, int]],

@@ -114,15 +114,18 @@ def _edge_settings(run: BookRun) -> dict[str, Any]:
             "frequent": run.config.edge_frequent, "family_names": run.config.family_names}
 
 
+def trigger_words(run: BookRun, text: BookText, characters: Characters) -> TriggerWords | None:
+    """The book's trigger words, which its characters' mentions tell the owners of; None with --no-edge-triggers."""
+    return TriggerWords(text, run.schema, characters) if run.config.edge_triggers else None
+
+
 def book_edges(run: BookRun, text: BookText, characters: list[Character], where: list[PairMention],
-               relations: list[dict], everyone: Characters, words: TriggerWords | None = None) -> list[Edge]:
+               relations: list[dict], words: TriggerWords | None) -> list[Edge]:
     """The guide's edges over these pair sentences, then the family ties the characters' surnames state.
-    `everyone` is the book's characters and mentions, whose possessives tell whose a trigger word is; `words`,
-    the book's trigger words when already made."""
+    `words` are the book's trigger words (`trigger_words`), made once for the book and each chapter's graph."""
     edges = aggregate_edges(text, where, relations, run.schema, threshold=run.config.edge_threshold,
-                            triggers=run.config.edge_triggers, frequent=run.config.edge_frequent,
-                            ruled_out=unlikely_kin(characters) if run.config.family_names else None,
-                            characters=everyone, words=words)
+                            triggers=words is not None, frequent=run.config.edge_frequent,
+                            ruled_out=unlikely_kin(characters) if run.config.family_names else None, words=words)
     if run.config.family_names:
         edges = sorted(edges + family_edges(text, characters, where, run.schema, edges), key=edge_order)
     return edges
@@ -130,7 +133,8 @@ def book_edges(run: BookRun, text: BookText, characters: list[Character], where:
 
 def _edges(run: BookRun, text: BookText, characters: Characters, pairs: dict[str, Any],
            relations: list[dict]) -> list[Edge]:
-    return book_edges(run, text, characters.characters, pairs["where"], relations, characters)
+    return book_edges(run, text, characters.characters, pairs["where"], relations,
+                      trigger_words(run, text, characters))
 
 
 def _dump_pairs(value: dict[str, Any]) -> dict[str, Any]:
@@ -199,10 +203,9 @@ def run_book(run: BookRun, *, rerun_from: str | None = None) -> dict[str, Any]:
     if run.config.chapter_graphs:
         from .chapter_graphs import write_chapter_graphs
 
-        words = TriggerWords(text, run.schema, characters) if run.config.edge_triggers else None  # once a book
         chapters = write_chapter_graphs(text, characters, outputs["pairs"]["where"],
                                         partial(book_edges, run, text, relations=outputs["relations"],
-                                                everyone=characters, words=words),
+                                                words=trigger_words(run, text, characters)),
                                         meta, run.out, formats)
         files["chapters"] = run.out / "chapters" / "index.json"
     report["graph"] = {"cached": False, "seconds": round(time.perf_counter() - graph_start, 2)}

@@ -38,7 +38,7 @@ from collections import defaultdict
 from typing import Iterable
 
 from ..schema import Schema
-from .characters import FIRST_PERSON, quotation_speakers, quotations, quoted
+from .characters import FIRST_PERSON, quoted, speech
 from .pairs import PairMention
 from .records import BookText, Characters
 
@@ -103,9 +103,9 @@ class TriggerWords:
         self.text = book.text
         self.patterns = trigger_patterns(schema)
         self.possession = characters is not None
-        self.quotes = quotations(book) if self.possession else []
+        # the quotations, and those whose speaker is known (sorted alike)
+        self.quotes, self.speakers = speech(book, characters) if characters else ([], [])
         self.genders = {c.id: c.gender for c in characters.characters} if characters else {}
-        self.speakers = quotation_speakers(book, characters) if characters else []  # sorted like the quotations
         self.spans: dict[str, list[tuple[int, int, bool]]] = defaultdict(list)  # character -> (start, end, pronoun)
         self.ends: dict[int, tuple[str, int]] = {}                        # mention end -> (character, start)
         self.named: list[tuple[int, str]] = []                            # (start, character) of names, sorted
@@ -142,7 +142,7 @@ class TriggerWords:
                     and any(self._is_part_of(c, match) for c in pair))
         if owned is None:
             return True
-        owner, phrase_start = owned
+        owner = owned[0]
         if owner == GROUP and match.group().lower() in TIES:
             return True
         if owner == GROUP:  # "Henry and Eleanor ... their father": the two share him, they are not he
