@@ -75,8 +75,19 @@ def stated(sentence: str, label: str, pair: set[str], narrator: bool = False, po
     ("Anna kissed her father, Carl.", "parent_of", {"anna", "carl"}, True),
     ("Ben told Anna about his sister Dora.", "sibling_of", {"ben", "dora"}, True),
     ("Ben told Anna about his sister Dora.", "sibling_of", {"anna", "dora"}, False),
-    # a trigger nobody owns counts for any pair in the sentence
+    # "of" owns a noun trigger as "'s" does: "the brother of Anna" is Anna's brother
     ("Ben is the brother of Anna.", "sibling_of", {"ben", "anna"}, True),
+    ("Ben met Carl, the brother of Anna.", "sibling_of", {"carl", "anna"}, True),
+    ("Ben met Carl, the brother of Anna.", "sibling_of", {"ben", "anna"}, False),
+    ("Ben met Carl, brother of Anna.", "sibling_of", {"ben", "carl"}, False),
+    ("Ben said he would see the husband of Anna.", "spouse_of", {"ben", "anna"}, False),
+    ("“My sister, sir,--Dora,--wife of Ben, the blacksmith.”", "spouse_of", {"dora", "ben"}, True),
+    ("Carl, the father of Anna and Ben, came.", "parent_of", {"carl", "ben"}, True),
+    ("Carl, the father of Anna and Ben, came.", "parent_of", {"anna", "ben"}, False),
+    ("Dora spoke of the marriage of Anna and Ben.", "spouse_of", {"anna", "ben"}, True),
+    ("Dora spoke of the marriage of Anna and Ben.", "spouse_of", {"dora", "anna"}, False),
+    ("Carl knew of Anna and Ben.", "acquaintance_of", {"ben", "anna"}, True),  # "of" after a verb owns nothing
+    # a trigger nobody owns counts for any pair in the sentence
     ("Ben and Anna were married.", "spouse_of", {"ben", "anna"}, True),
 ])
 def test_a_possessed_trigger_counts_only_for_its_possessor_and_the_person_it_names(sentence, label, pair, expected):
