@@ -87,6 +87,13 @@ def stated(sentence: str, label: str, pair: set[str], narrator: bool = False, po
     ("Dora spoke of the marriage of Anna and Ben.", "spouse_of", {"anna", "ben"}, True),
     ("Dora spoke of the marriage of Anna and Ben.", "spouse_of", {"dora", "anna"}, False),
     ("Carl knew of Anna and Ben.", "acquaintance_of", {"ben", "anna"}, True),  # "of" after a verb owns nothing
+    # an indefinite phrase is someone it does not name, unless it names one of the two
+    ("Ben treated Anna like a child.", "parent_of", {"ben", "anna"}, False),
+    ("Ben met four pretty children and Anna.", "parent_of", {"ben", "anna"}, False),
+    ("Ben, a friend, met Anna.", "friend_of", {"ben", "anna"}, True),
+    ("Anna had a brother, Ben.", "sibling_of", {"ben", "anna"}, True),
+    ("Ben and Anna were the two friends.", "friend_of", {"ben", "anna"}, True),
+    ("Ben and Anna were a little acquainted.", "acquaintance_of", {"ben", "anna"}, True),
     # a trigger nobody owns counts for any pair in the sentence
     ("Ben and Anna were married.", "spouse_of", {"ben", "anna"}, True),
 ])
@@ -148,6 +155,11 @@ def test_a_character_the_sentence_only_calls_he_or_she_may_be_the_person_a_posse
     by_pair = {frozenset((w.head, w.tail)): w for w in where}
     assert words.states("friend_of", by_pair[frozenset(("narrator", "ben"))])       # "his" may be the friend
     assert not words.states("friend_of", by_pair[frozenset(("narrator", "anna"))])  # Anna, named, is not
+
+
+def test_the_sister_of_sister_in_law_is_no_sibling():
+    assert not stated("Anna's sister-in-law Dora came.", "sibling_of", {"anna", "dora"})
+    assert stated("Anna's sister-in-law Dora came.", "relative_of", {"anna", "dora"})
 
 
 def test_a_sentence_without_the_labels_trigger_states_nothing():
