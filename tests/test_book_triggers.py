@@ -75,6 +75,9 @@ def stated(sentence: str, label: str, pair: set[str], narrator: bool = False, po
     ("Anna kissed her father, Carl.", "parent_of", {"anna", "carl"}, True),
     ("Ben told Anna about his sister Dora.", "sibling_of", {"ben", "dora"}, True),
     ("Ben told Anna about his sister Dora.", "sibling_of", {"anna", "dora"}, False),
+    # ... in a quotation, the nearest one named in that quotation
+    ("Carl said to Dora, “If Anna can leave her husband, come.”", "spouse_of", {"carl", "dora"}, False),
+    ("Carl said to Dora, “If Anna can leave her husband Ben, come.”", "spouse_of", {"anna", "ben"}, True),
     # "of" owns a noun trigger as "'s" does: "the brother of Anna" is Anna's brother
     ("Ben is the brother of Anna.", "sibling_of", {"ben", "anna"}, True),
     ("Ben met Carl, the brother of Anna.", "sibling_of", {"carl", "anna"}, True),
