@@ -148,6 +148,14 @@ def test_a_bare_mr_beside_a_given_named_man_of_that_name_may_be_him():
         {("joe-gargery", "spouse_of", "mrs-joe-gargery")}
 
 
+def test_a_boy_called_master_and_two_spellings_of_one_nickname_may_be_one_person():
+    characters = people("Master Bates", "Charley Bates", "Master Charles Bates")
+    characters[1].gender = characters[2].gender = "m"
+    assert ties(characters, ("Master Bates, that is Charley Bates, laughed.", "Master Bates", "Charley Bates"),
+                ("Charley Bates, or Master Charles Bates, laughed.", "Charley Bates", "Master Charles Bates"),
+                ("Master Bates, or Master Charles Bates, laughed.", "Master Bates", "Master Charles Bates")) == set()
+
+
 def test_a_schema_whose_family_labels_have_no_trigger_words_still_gets_edges(tmp_path):
     import yaml
 

@@ -23,8 +23,8 @@ aggregate_edges): the guide reads "her father" in a sentence about someone else'
 The book's own words were tried as a tie-breaker (the family label whose trigger words stand in most of the
 pair's sentences) and typed worse on the Massey dev novels: "her father" in a sentence naming two sisters is
 someone else's father. Two forms of one given name ("Lizzy" and "Elizabeth Bennet", left apart by the
-characters stage) are one person and get no edge, and so may be a bare "Mr. Gargery" and a given-named man of
-that name (Joe Gargery). A pair the guide already gave a family edge keeps it.
+characters stage) are one person and get no edge, and so may be a bare "Mr. Gargery" or "Master Bates" and a
+given-named man of that name (Joe Gargery, Charley Bates). A pair the guide already gave a family edge keeps it.
 """
 from __future__ import annotations
 
@@ -83,18 +83,26 @@ def _given(character: Character) -> str | None:
 
 def _same_person(a: Character, b: Character) -> bool:
     """Whether the two may be one person the characters stage left apart: two forms of one given name ("Lizzy"
-    and "Elizabeth Bennet"), or a bare "Mr. Gargery" beside an untitled man with a given name, since the stage
-    joins a "Mr." to the one man of that name it fits and leaves it alone when two fit (Joe and Joseph
-    Gargery)."""
+    and "Elizabeth Bennet", "Charley" and "Charles"), or a bare "Mr. Gargery" or "Master Bates" beside a man with a given name and no other
+    title, since the stage joins a "Mr." to the one man of that name it fits and leaves it alone when two fit (Joe
+    and Joseph Gargery; Charley Bates and Master Charles Bates)."""
     first, second = _given(a), _given(b)
     if first and second:
-        return first == second or second in nicknames().get(first, ())
+        return first == second or bool(_spellings(second) & {n for f in _spellings(first)
+                                                             for n in nicknames().get(f, ())})
     for mister, other in ((a, b), (b, a)):
         title, names = parse_name(mister.name)
-        untitled_man = other.gender == "m" and _given(other) is not None and parse_name(other.name)[0] is None
-        if title == "Mr" and len(names) == 1 and untitled_man:
+        given_man = other.gender == "m" and _given(other) is not None and parse_name(other.name)[0] in (None, title)
+        if title in ("Mr", "Master") and len(names) == 1 and given_man:
             return True
     return False
+
+
+def _spellings(name: str) -> set[str]:
+    """A given name and its other spellings where it ends in -ie, -ey or -y, which the nickname table holds in one
+    spelling only: Dickens' Charley Bates is a Charlie, so Master Charles Bates may be him."""
+    stem = re.sub(r"(?:ie|ey|y)$", "", name)
+    return {name} if stem == name or len(stem) < 3 else {stem + ending for ending in ("ie", "ey", "y")}
 
 
 def _by_titles(a: Character, b: Character) -> tuple[str, Character, Character]:
