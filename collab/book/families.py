@@ -83,9 +83,9 @@ def _given(character: Character) -> str | None:
 
 def _same_person(a: Character, b: Character) -> bool:
     """Whether the two may be one person the characters stage left apart: two forms of one given name ("Lizzy"
-    and "Elizabeth Bennet", "Charley" and "Charles"), or a bare "Mr. Gargery" or "Master Bates" beside a man with a given name and no other
-    title, since the stage joins a "Mr." to the one man of that name it fits and leaves it alone when two fit (Joe
-    and Joseph Gargery; Charley Bates and Master Charles Bates)."""
+    and "Elizabeth Bennet", "Charley" and "Charles"), or a bare "Mr. Gargery" or "Master Bates" beside a man with a
+    given name and no other title, since the stage joins a "Mr." to the one man of that name it fits and leaves it
+    alone when two fit (Joe and Joseph Gargery; Charley Bates and Master Charles Bates)."""
     first, second = _given(a), _given(b)
     if first and second:
         return first == second or bool(_spellings(second) & {n for f in _spellings(first)
