@@ -146,6 +146,11 @@ def test_a_quotation_belongs_to_the_one_speaker_its_paragraph_names():
                                   "“Nobody,” she said."])
     found = [(book.text[start:end], speaker) for start, end, speaker in speech(book, characters)[1]]
     assert found == [("“My sister came,”", "ben")]  # two speakers in the second paragraph, none in the third
+    book, characters = make_book(["“Your sister came,” I said.", "“Anna,” said I, and Ben replied, “Dora.”"],
+                                 narrator=True)
+    found = [(book.text[start:end], speaker) for start, end, speaker in speech(book, characters)[1]]
+    # a first-person narrator's "I" is a speaker too, where the tags name no one else
+    assert found == [("“Your sister came,”", "narrator"), ("“Anna,”", "ben"), ("“Dora.”", "ben")]
 
 
 def test_a_character_the_sentence_only_calls_he_or_she_may_be_the_person_a_possessive_names():
@@ -158,6 +163,33 @@ def test_a_character_the_sentence_only_calls_he_or_she_may_be_the_person_a_posse
     by_pair = {frozenset((w.head, w.tail)): w for w in where}
     assert words.states("friend_of", by_pair[frozenset(("narrator", "ben"))])       # "his" may be the friend
     assert not words.states("friend_of", by_pair[frozenset(("narrator", "anna"))])  # Anna, named, is not
+
+
+@pytest.mark.parametrize("sentence, label, pair, expected", [
+    # a "his" or "her" no name in reach owns is someone else's: not the narrator's in narration ...
+    ("I saw his sister Anna.", "sibling_of", {"narrator", "anna"}, False),
+    # ... nor the speaker's in a quotation
+    ("“I met his sister Anna,” said Ben.", "sibling_of", {"ben", "anna"}, False),
+    ("“If this woman is his wife, where is Anna?” asked Ben.", "spouse_of", {"anna", "ben"}, False),
+    # ... the narrator's included (The Hound of the Baskervilles: "“If this woman is his wife, where does Mrs. Laura
+    # Lyons come in?” I asked.")
+    ("“If this woman is his wife, where is Anna?” I asked.", "spouse_of", {"anna", "narrator"}, False),
+    # for a pair without the speaker or the narrator it counts as before
+    ("“Anna met his sister Dora,” said Ben.", "sibling_of", {"anna", "dora"}, True),
+    ("“Anna met his sister Dora,” said Ben.", "sibling_of", {"ben", "dora"}, False),
+])
+def test_an_unowned_his_or_her_is_neither_the_narrators_nor_the_speakers(sentence, label, pair, expected):
+    assert stated(sentence, label, pair, "narrator" in pair) is expected
+
+
+@pytest.mark.parametrize("pronoun, expected", [("He", True), ("She", False)])
+def test_the_narrator_may_be_the_one_an_unowned_his_names_for_a_he(pronoun, expected):
+    book, characters = make_book([f"{pronoun} knew that I was his friend."], narrator=True)
+    characters.mentions.append(CharacterMention(0, 2 if pronoun == "He" else 3, pronoun, 0,
+                                                "ben" if pronoun == "He" else "anna", "pronoun"))
+    characters.mentions.sort(key=lambda m: m.start)
+    _, where = book_pairs(book, characters)
+    assert TriggerWords(book, SCHEMA, characters).states("friend_of", where[0]) is expected
 
 
 def test_the_sister_of_sister_in_law_is_no_sibling():

@@ -895,25 +895,26 @@ def _speakers(text: str, mentions: list[CharacterMention], sentences: list[Sente
 def _paragraph_speakers(text: str, by_sentence: dict[int, list[CharacterMention]], sentences: list[Sentence],
                         paragraphs: list[tuple[int, int, int, int]], quotes: list[tuple[int, int]],
                         marks: QuoteMarks) -> Iterator[tuple[tuple[int, int, int, int], str]]:
-    """(paragraph, its speaker) for each paragraph whose speech tags name one character and no other."""
+    """(paragraph, its speaker) for each paragraph whose speech tags name one character and no other, or, with none,
+    a first-person narrator's "I" ("“Where?” I asked")."""
     for start, end, first, last in paragraphs:
-        speakers = set()
+        speakers, narrator = set(), set()
         for s in sentences[first:last]:
             for m in by_sentence.get(s.index, ()):
-                if m.kind not in ("name", "title") or (quoted(quotes, m.start) and not marks.tags_quoted):
+                if m.kind not in ("name", "title", "narrator") or (quoted(quotes, m.start) and not marks.tags_quoted):
                     continue
                 before, after = text[max(start, m.start - 40):m.start], text[m.end:min(end, m.end + 40)]
                 if (marks.speech_verb_before.search(before) or marks.speech_verb_quote.match(after)
                         or (marks.speech_after_quote.search(before) and SPEECH_VERB_AFTER.match(after))):
-                    speakers.add(m.character)
-        if len(speakers) == 1:
-            yield (start, end, first, last), speakers.pop()
+                    (narrator if m.kind == "narrator" else speakers).add(m.character)
+        if len(speakers or narrator) == 1:
+            yield (start, end, first, last), (speakers or narrator).pop()
 
 
 def speech(book: BookText, characters: Characters) -> tuple[list[tuple[int, int]], list[tuple[int, int, str]]]:
     """The book's quoted stretches (marks included, sorted) as the characters stage finds them, and (start, end,
-    speaker) of those in a paragraph whose speech tags name one character, as the stage attributes speech: whose
-    "my" a quotation's "my" is."""
+    speaker) of those in a paragraph whose speech tags name one character, as the stage attributes speech, or with
+    none, are the first-person narrator's ("said I"): whose "my" a quotation's "my" is."""
     sentences = sorted(book.sentences, key=lambda s: s.start)
     paragraphs, marks, quotes = _quotations(book.text, sentences)
     by_sentence: dict[int, list[CharacterMention]] = defaultdict(list)
