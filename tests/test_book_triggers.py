@@ -192,6 +192,27 @@ def test_the_narrator_may_be_the_one_an_unowned_his_names_for_a_he(pronoun, expe
     assert TriggerWords(book, SCHEMA, characters).states("friend_of", where[0]) is expected
 
 
+@pytest.mark.parametrize("sentence, label, pair, order", [
+    # a directed label's possessed trigger says which of the two is which, whatever order the sentence names them in
+    ("Anna kissed her father, Carl.", "parent_of", {"anna", "carl"}, ("carl", "anna")),
+    ("Carl kissed his daughter Anna.", "parent_of", {"anna", "carl"}, ("carl", "anna")),
+    ("Anna is the daughter of Carl.", "parent_of", {"anna", "carl"}, ("carl", "anna")),
+    ("Ben, Carl's servant, came in.", "employer_of", {"ben", "carl"}, ("carl", "ben")),
+    ("Ben was Anna's tutor.", "mentor_of", {"ben", "anna"}, ("ben", "anna")),
+    ("“Yes, father,” said Anna to Carl.", "parent_of", {"anna", "carl"}, ("carl", "anna")),
+    # without one, the order the sentence names them in
+    ("Anna and Carl were father and child.", "parent_of", {"anna", "carl"}, ("anna", "carl")),
+    # "of" before a possessive is that possessive's: the son of Carl's brother is no son of Carl
+    ("Ben is the son of Carl's elder brother.", "parent_of", {"ben", "carl"}, None),
+    ("Ben had been a friend of Carl's before.", "friend_of", {"ben", "carl"}, ("ben", "carl")),
+])
+def test_a_possessed_trigger_orders_a_directed_relation(sentence, label, pair, order):
+    book, characters = make_book([sentence])
+    _, where = book_pairs(book, characters)
+    mention = next(w for w in where if {w.head, w.tail} == pair)
+    assert TriggerWords(book, SCHEMA, characters).reading(label, mention) == order
+
+
 def test_the_sister_of_sister_in_law_is_no_sibling():
     assert not stated("Anna's sister-in-law Dora came.", "sibling_of", {"anna", "dora"})
     assert stated("Anna's sister-in-law Dora came.", "relative_of", {"anna", "dora"})
@@ -215,3 +236,18 @@ def test_the_narrators_sister_makes_no_sibling_edge_for_someone_else_in_the_sent
 
     assert edges() == [("ben", "sibling_of", "narrator")]
     assert edges(characters=characters) == []
+
+
+def test_a_directed_edge_takes_its_direction_from_the_possessed_trigger():
+    """Emma: "Emma ... her father, Mr. Woodhouse" names the daughter first; the guide reads parent_of in that order."""
+    book, characters = make_book(["Anna kissed her father, Carl.", "Anna sat by her father, Carl."])
+    _, where = book_pairs(book, characters)
+    predictions = [{"id": w.id, "relation": "parent_of", "confidence": 0.8, "route": "slm",
+                    "distribution": {"parent_of": 0.8, "no_relation": 0.2}} for w in where]
+
+    def edges(**kwargs):
+        return [(e.source, e.relation, e.target)
+                for e in aggregate_edges(book, where, predictions, SCHEMA, threshold=0.5, triggers=True, **kwargs)]
+
+    assert edges() == [("anna", "parent_of", "carl")]
+    assert edges(characters=characters) == [("carl", "parent_of", "anna")]

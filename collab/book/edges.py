@@ -15,7 +15,9 @@ With `triggers` on, a sentence counts for a label only when it contains one of t
 from the schema ("sister" for sibling_of): most sentences naming two characters state no relation, and a
 guide trained on data with few negatives reads one into them anyway. Given the characters' mentions, a
 possessed trigger ("my sister", "Mr. Wopsle's great-aunt") counts only for its possessor and the person it
-names, and one used as a name or an address ("Mother", "Yes, father,") only for the one it calls (triggers.py).
+names, and one used as a name or an address ("Mother", "Yes, father,") only for the one it calls; a possessed
+trigger of a directed label also orders the pair ("Emma ... her father, Mr. Woodhouse": he is the parent, whichever
+the sentence names first; triggers.py).
 
 With `frequent` r > 0, a pair named together in at least that share of the book's pair sentences that kept no
 relation keeps its most confident one anyway: characters who meet that often are related somehow (what a
@@ -73,8 +75,8 @@ def aggregate_edges(book: BookText, where: list[PairMention], predictions: Itera
     elif not triggers:
         words = None
 
-    def stated(label: str, mention: PairMention) -> bool:
-        return words is None or words.states(label, mention)
+    def reading(label: str, mention: PairMention) -> tuple[str, str] | None:
+        return (mention.head, mention.tail) if words is None else words.reading(label, mention)
 
     acc: dict[tuple[str, str, str, bool], _Acc] = defaultdict(_Acc)
     pair_mentions: Counter = Counter()
@@ -86,12 +88,12 @@ def aggregate_edges(book: BookText, where: list[PairMention], predictions: Itera
         distribution = pred.get("distribution") or {pred["relation"]: pred["confidence"]}
         ranked = sorted(distribution.items(), key=lambda item: -item[1])[:MENTION_LABELS]
         for label, probability in ranked:
-            if label == schema.negative or label == "long_tail" or not stated(label, mention):
+            if label == schema.negative or label == "long_tail" or not (pair := reading(label, mention)):
                 continue
-            acc[schema.canonical(label, mention.head, mention.tail)].considered.append((probability, mention))
-        if pred["relation"] in (schema.negative, "long_tail") or not stated(pred["relation"], mention):
+            acc[schema.canonical(label, *pair)].considered.append((probability, mention))
+        if pred["relation"] in (schema.negative, "long_tail") or not (pair := reading(pred["relation"], mention)):
             continue
-        top = acc[schema.canonical(pred["relation"], mention.head, mention.tail)]
+        top = acc[schema.canonical(pred["relation"], *pair)]
         top.support += 1
         top.routes[pred.get("route", "slm")] += 1
         top.evidence.append((pred["confidence"], mention))

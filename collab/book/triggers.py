@@ -21,7 +21,10 @@ other trigger, the trigger counts as before. So does the narrator's ("my friend"
 ("My friend bowed his compliments", of Holmes), who may be the person it names. "Their
 father" has several owners, none of them one character: it counts only for the person it names, as above ("Henry and
 Eleanor ... their father" makes them no parent and child), but "their marriage" and other ties count for any pair.
-An unowned trigger in an indefinite phrase ("treat her like a child", "four spoiled children", "some friends") is
+A possessed trigger also says which of the two is which in a directed relation: "Emma ... her father, Mr. Woodhouse"
+makes him the parent though the sentence names her first, and "Barrymore, Sir Charles's butler" makes Sir Charles
+the employer (HEAD_WORDS, TAIL_WORDS); "of" before a possessive is that possessive's ("the son of Sir Charles's
+younger brother" is no son of Sir Charles). An unowned trigger in an indefinite phrase ("treat her like a child", "four spoiled children", "some friends") is
 someone the sentence does not name, so it counts only where the phrase names one of the pair ("Hannah is a model
 servant", "a brother, Ben").
 
@@ -90,6 +93,10 @@ INDEFINITE_BEFORE = re.compile(r"(?<!\bthe\s)(?<!\bthese\s)(?<!\bthose\s)(?<!\bm
                                rf"\b(?!a\s+(?:little|bit|great\s+deal|good\s+deal)\s*$){_NUMBERS}\s+{_MODIFIERS}$")
 OF_AFTER = re.compile(r"\s+of\s+(?:the\s+)?")
 AND_AFTER = re.compile(r",?\s+and\s+")
+# "of Sir Charles's younger brother": the of-phrase's owner is the brother; not "a friend of Miss Havisham's before"
+GENITIVE_AFTER = re.compile(r"['’]s?\s+(?!(?:and|or|but|nor|before|after|since|in|at|on|to|for|with|by|from|of|who|"
+                            r"whom|which|that|when|while|as|than|was|were|is|are|had|has|have|would|could|should|"
+                            r"did|does|do|being|been|be|so|too|also|then|now|there|here|again)\b)[a-z]")
 # Words a character is called or addressed by ("Mother can't leave Father", "Yes, father,"): such a use names
 # a person, so it says nothing of two others in the sentence.
 ADDRESS_TERMS = frozenset("father mother papa mamma mama dad uncle aunt grandfather grandmother brother "
@@ -115,6 +122,14 @@ OTHER_SENSE = {"engaged": re.compile(r"\s+(?:in|upon|on|at|for|by|with|elsewhere
                                      r"an|another|my|his|one|each|the|some|your|their)\b)[a-z]+)\b"),
                # the "sister" of "sister-in-law" is no sibling (the in-laws are relatives' own triggers)
                **dict.fromkeys(("father", "mother", "son", "daughter", "brother", "sister"), re.compile("-in-law"))}
+# Directed labels' trigger words by the side of the relation the person they name is on: "her father Carl" makes Carl
+# the parent (HEAD of parent_of), "his servant Dora" makes Dora the servant (TAIL of employer_of).
+HEAD_WORDS = {"parent_of": frozenset("father mother papa mamma mama dad parent parents stepmother stepfather".split()),
+              "employer_of": frozenset("master mistress employer".split()),
+              "mentor_of": frozenset("teacher tutor governess schoolmaster guardian mentor".split())}
+TAIL_WORDS = {"parent_of": frozenset("son daughter child children".split()),
+              "employer_of": frozenset("servant servants maid housekeeper butler footman valet coachman clerk".split()),
+              "mentor_of": frozenset("pupil student apprentice scholar".split())}
 _LOOK_BACK = 60
 
 
@@ -148,12 +163,30 @@ class TriggerWords:
                 self.named.append((m.start, m.character))
 
     def states(self, label: str, mention: PairMention) -> bool:
+        return self.reading(label, mention) is not None
+
+    def reading(self, label: str, mention: PairMention) -> tuple[str, str] | None:
+        """None when the sentence holds no trigger of the label that can speak of the pair; else (head, tail), the
+        pair in the order the label holds between them: the mention's own order, unless the sentence's possessed
+        triggers of a directed label say the other ("Emma ... her father, Mr. Woodhouse": he is the parent)."""
         pattern = self.patterns.get(label)
         if pattern is None:
-            return False
-        return any(self._about(match, mention) for match in pattern.finditer(self.text, mention.start, mention.end))
+            return None
+        orders, stated = set(), False
+        for match in pattern.finditer(self.text, mention.start, mention.end):
+            about = self._about(match, mention)
+            stated = stated or bool(about)
+            word = match.group().lower()
+            if isinstance(about, tuple) and (word in HEAD_WORDS.get(label, ()) or word in TAIL_WORDS.get(label, ())):
+                owner, person = about
+                orders.add((person, owner) if word in HEAD_WORDS[label] else (owner, person))
+        if not stated:
+            return None
+        return orders.pop() if len(orders) == 1 else (mention.head, mention.tail)
 
-    def _about(self, match: re.Match, mention: PairMention) -> bool:
+    def _about(self, match: re.Match, mention: PairMention) -> bool | tuple[str, str]:
+        """Whether the trigger can speak of the pair; (owner, person) where it is one of the pair's possessed by the
+        other ("Emma's father, Mr. Woodhouse": (Emma, Mr. Woodhouse))."""
         if not self.possession:
             return True
         other_sense = OTHER_SENSE.get(match.group().lower())
@@ -168,8 +201,9 @@ class TriggerWords:
                 # other of the two, its owner, is a he for "his" and a she for "her"
                 other = mention.tail if first == mention.head else mention.head
                 gender = "m" if self.text[owned[1]:owned[1] + 3].lower() == "his" else "f"
-                return (self.genders.get(other, gender) in (gender, None)
-                        and any(self._names(start, end, owned[1], match.end()) for start, end in spans))
+                named = (self.genders.get(other, gender) in (gender, None)
+                         and any(self._names(start, end, owned[1], match.end()) for start, end in spans))
+                return (other, first) if named else False
             owned = None  # otherwise it counts as an unowned trigger
         phrase_start, phrase_end = (owned[1] if owned else match.start()), match.end()
         if owned is None and (after := self._owner_after(match, mention.start, mention.end)):
@@ -186,8 +220,10 @@ class TriggerWords:
         if speaker and self._said_to(phrase_start, match.end(), mention.start):
             # "“My dear friend,” said Ben to me", "“Yes, father,” said Eppie to Silas": the speaker's tie with the
             # one spoken to, who is named outside the quotation, not with those the speech names
-            return speaker in pair and any(not quoted(self.quotes, start) for c in pair if c != speaker
-                                           for start, _, _ in self._spans(c, mention.start, mention.end))
+            other = mention.tail if speaker == mention.head else mention.head
+            spoken_to = speaker in pair and any(not quoted(self.quotes, start)
+                                                for start, _, _ in self._spans(other, mention.start, mention.end))
+            return (speaker, other) if spoken_to else False
         if self._calls(match, mention.start):
             return (match.group().lower() not in HONORIFICS
                     and any(self._is_part_of(c, match) for c in pair))
@@ -207,7 +243,8 @@ class TriggerWords:
         spans = list(self._spans(other, mention.start, mention.end))
         if owner == NARRATOR and all(pronoun for *_, pronoun in spans):
             return True  # "My friend bowed his compliments": one the sentence only calls he or she may be the friend
-        return any(self._names(start, end, phrase_start, phrase_end) for start, end, _ in spans)
+        named = any(self._names(start, end, phrase_start, phrase_end) for start, end, _ in spans)
+        return (owner, other) if named else False
 
     def _calls(self, match: re.Match, floor: int) -> bool:
         """Whether the trigger is a name, a title or an address ("Mother can't leave Father", "Aunt March", "Yes,
@@ -287,7 +324,9 @@ class TriggerWords:
         if not noun or not (first := self._named_at(of.end())):
             return None
         owners, end = [first[0]], first[1]
-        if (joined := AND_AFTER.match(self.text, end, ceiling)) and (second := self._named_at(joined.end())):
+        if GENITIVE_AFTER.match(self.text, end):
+            owners = [None]  # "the son of Sir Charles's younger brother": someone the book does not name
+        elif (joined := AND_AFTER.match(self.text, end, ceiling)) and (second := self._named_at(joined.end())):
             owners.append(second[0])
             end = second[1]
         return tuple(owners), noun.start() if noun.group()[0].isalpha() else noun.start("words"), end
