@@ -251,3 +251,19 @@ def test_a_directed_edge_takes_its_direction_from_the_possessed_trigger():
 
     assert edges() == [("anna", "parent_of", "carl")]
     assert edges(characters=characters) == [("carl", "parent_of", "anna")]
+
+
+@pytest.mark.parametrize("sentence, expected", [
+    # "married" with nobody after it says one of them is married, to someone the sentence need not name
+    ("Here's Anna married and a mamma, and Ben in love.", False),
+    ("Ben asked Anna whether Carl was married.", False),
+    ("Ben had married, and Anna came to see them.", False),
+    # ... unless the two are its subject together
+    ("Ben and Anna were married in June.", True),
+    ("“Ben wants us to be married,” said Anna.", True),
+    # with someone after it, it ties two
+    ("Ben married Anna in June.", True),
+    ("Anna was married to Ben.", True),
+])
+def test_married_with_no_one_after_it_marries_no_pair(sentence, expected):
+    assert stated(sentence, "spouse_of", {"ben", "anna"}) is expected
