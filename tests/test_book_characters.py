@@ -453,6 +453,18 @@ def test_a_titled_full_names_given_name_is_found_alone_and_continental_names_car
     assert etienne.gender == "m" and "Mademoiselle Dufresne" not in etienne.aliases
 
 
+def test_a_titled_surname_no_other_form_ends_with_is_found_alone(nlp):
+    # Great Expectations: spaCy tags none of the bare "Jaggers", which can only be Mr. Jaggers.
+    book = make_book(
+        "Mr. Jaggers came into the room with his hands in his pockets.",
+        ["“My name,” he said, “is Jaggers, and I am a lawyer in London.”", "Pip looked at him."],
+        ["Mr. Jaggers washed his hands.", "“Jaggers would do it if it was to be done,” said the man."],
+        "There was only one Jaggers, and people would have no other.",
+    )
+    found, _ = find(book, nlp)
+    assert by_alias(found, "Mr. Jaggers").mentions == 5
+
+
 def test_characters_known_only_by_a_role_are_characters_and_places_are_not(nlp):
     book = make_book(
         ["Alice sat down beside the Hatter on the Embankment.", "\"Have some wine,\" said the Hatter."],

@@ -636,10 +636,14 @@ def _propagate(forms: dict[str, _Form], clean: str, sentences: list[Sentence]) -
     """Add the occurrences spaCy missed of the untitled names it found elsewhere (the small model tags a name in
     one sentence and not in the next). Titled names need no help: the title pattern finds them all; but a titled
     full name's given name is looked for alone and with the surname ("Thérèse" of "Madame Thérèse Dufresne", which
-    spaCy reads as an organisation), unless it is a Mrs., whose given name is her husband's ("Mrs. John Dashwood")."""
+    spaCy reads as an organisation), unless it is a Mrs., whose given name is her husband's ("Mrs. John Dashwood").
+    And a titled name's last word, where no other form ends with it, is looked for alone: the small model tags none
+    of Great Expectations' 30 bare "Jaggers", which can only be Mr. Jaggers (not so "Bennet", Mr. and Mrs. Bennet's)."""
     names = {f.key for f in forms.values() if f.title is None}
     names |= {name for f in forms.values() if f.title not in (None, "Mrs") and len(f.names) > 1
               for name in (" ".join(f.names), f.names[0])}
+    last_words = Counter(f.names[-1] for f in forms.values())
+    names |= {f.names[-1] for f in forms.values() if f.title is not None and last_words[f.names[-1]] == 1}
     names = sorted(names, key=len, reverse=True)
     if not names:
         return

@@ -155,7 +155,7 @@ def _character_settings(run: BookRun) -> dict[str, Any]:
 PIPELINE = Pipeline([
     Stage("text", (), 2, _text, lambda r: {"sha256": file_sha256(r.path)},
           BookText.to_json, BookText.from_json),
-    Stage("characters", ("text",), 9, _characters, _character_settings,
+    Stage("characters", ("text",), 10, _characters, _character_settings,
           Characters.to_json, Characters.from_json),
     Stage("pairs", ("text", "characters"), 2, _pairs,
           lambda r: {"window": r.config.window, "max_pair_mentions": r.config.max_pair_mentions},
