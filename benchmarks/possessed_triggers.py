@@ -11,6 +11,7 @@ how often they are right.
     python benchmarks/possessed_triggers.py --run DIR --judged benchmarks/gold/quoted_pronoun_triggers_massey_dev.jsonl
     python benchmarks/possessed_triggers.py --run DIR --judged benchmarks/gold/unowned_pronoun_triggers_massey_dev.jsonl
     python benchmarks/possessed_triggers.py --run DIR --judged benchmarks/gold/married_triggers_massey_dev.jsonl
+    python benchmarks/possessed_triggers.py --run DIR --judged benchmarks/gold/pronoun_gender_triggers_massey_dev.jsonl
 
 For every book run under `--run` (folders holding `stages/`), counts the (pair sentence, label) cases among the
 guide's five best labels of the sentence where a trigger word counted before the rules and does not with them
