@@ -12,6 +12,7 @@ how often they are right.
     python benchmarks/possessed_triggers.py --run DIR --judged benchmarks/gold/unowned_pronoun_triggers_massey_dev.jsonl
     python benchmarks/possessed_triggers.py --run DIR --judged benchmarks/gold/married_triggers_massey_dev.jsonl
     python benchmarks/possessed_triggers.py --run DIR --judged benchmarks/gold/pronoun_gender_triggers_massey_dev.jsonl
+    python benchmarks/possessed_triggers.py --run DIR --judged benchmarks/gold/second_person_triggers_massey_dev.jsonl
 
 For every book run under `--run` (folders holding `stages/`), counts the (pair sentence, label) cases among the
 guide's five best labels of the sentence where a trigger word counted before the rules and does not with them
@@ -20,7 +21,8 @@ each line the case plus `"states": true|false`, whether the sentence states that
 prints how many of the judged cases this run's rules still block and how many they get right: blocked where the
 sentence does not state the relation, counted where it does. Each judged file is a seeded sample of the cases one
 rule stopped when it was added (the first drawn by this script, the others by scratch scripts that ran the rules with
-and without that rule), except the "of" and "unowned pronoun" files, which hold every case those rules stop.
+and without that rule), except the "of", "unowned pronoun" and "second person" files, which hold every case those
+rules stop.
 Prints one JSON object.
 """
 from __future__ import annotations

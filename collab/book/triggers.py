@@ -18,7 +18,8 @@ the pair can own them only if of their gender ("his marriage" ties neither Maria
 someone else's than the one saying "I" there, the speaker in a quotation or the narrator outside one: "“If this
 woman is his wife, where does Mrs. Laura Lyons come in?” I asked" says nothing of the narrator and Laura Lyons,
 though "I was his friend" may make the narrator the friend of a he in the sentence; for other pairs, or with any
-other trigger, the trigger counts as before. So does the narrator's ("my friend") for a character the sentence calls only he or she
+other trigger, the trigger counts as before. Likewise a quotation's "your" is the one spoken to's, never the
+speaker's, who can only be the person it names ("I am your father"). So does the narrator's ("my friend") for a character the sentence calls only he or she
 ("My friend bowed his compliments", of Holmes), who may be the person it names. "Their
 father" has several owners, none of them one character: it counts only for the person it names, as above ("Henry and
 Eleanor ... their father" makes them no parent and child), but "their marriage" and other ties count for any pair.
@@ -42,12 +43,13 @@ friend,” said Ben to me") counts for the speaker and whoever the sentence name
 "engaged" followed by in, at, for or a verb ("engaged in conversation", "engaged to dine") is busy, not betrothed,
 and the "sister" of "sister-in-law" no sibling.
 
-On the Massey dev novels the rules stop 1,926 (pair sentence, label) cases among the guide's five best labels
+On the Massey dev novels the rules stop 1,955 (pair sentence, label) cases among the guide's five best labels
 from counting. Five seeded samples of 40, read by hand, agree with them in 35 (possessives), 38 (names,
 addresses and "their"), 39 (speakers' "my" and titles), 40 ("engaged") and 38 (indefinite phrases and
 in-laws), all 45 cases "of" stops in 41, a sample of 30 of those a quotation's "his" and "her" stop in 28, all
 26 that an unowned "his" or "her" and the narrator's speech tags stop in 25, and samples of 40 of those "married"
-with no one after it and an unowned pronoun of neither's gender stop in 40 and 39 (BENCHMARKS.md, books).
+with no one after it and an unowned pronoun of neither's gender stop in 40 and 39, and all 29 a quotation's "your"
+stops in 28 (BENCHMARKS.md, books).
 """
 from __future__ import annotations
 
@@ -69,6 +71,7 @@ _MODIFIERS = r"(?:(?!(?:the|a|an|to|of|in|on|at|by|for|from|with|into|upon|as|th
 MY_BEFORE = re.compile(rf"\b[Mm]y\s+{_MODIFIERS}$")
 PRONOUN_BEFORE = re.compile(rf"\b([Hh]is|[Hh]er)\s+{_MODIFIERS}$")
 THEIR_BEFORE = re.compile(rf"\b[Tt]heir\s+{_MODIFIERS}$")
+YOUR_BEFORE = re.compile(rf"\b[Yy]our\s+{_MODIFIERS}$")
 # "X's" before the trigger, but not "he's", "it's", "that's": there the 's is "is" or "has" ("he's married").
 GENITIVE_BEFORE = re.compile(rf"(?<!\b[Hh]e)(?<!\b[Ss]he)(?<!\b[Ii]t)(?<!\b[Tt]hat)(?<!\b[Tt]here)(?<!\b[Hh]ere)"
                              rf"(?<!\b[Ww]ho)(?<!\b[Ww]hat)(?<!\b[Ww]here)(?<!\b[Ll]et)"
@@ -117,6 +120,7 @@ GROUP = "\0group"  # "their": the owners are several, none of them one character
 # An unresolved "his" or "her" belongs to someone the sentence names no more closely: not the one who says it in a
 # quotation (who would say "my"), nor the narrator in narration.
 THIRD = "\0third"
+SECOND = "\0second"  # a quotation's "your": the one spoken to, never the speaker
 # Triggers that name a tie, not a person: "their marriage", "their friendship" is a tie between the owners.
 TIES = frozenset("marriage wedding friendship acquaintance courtship quarrel feud hatred love partnership".split())
 # Trigger words with a second sense that names no tie, told by what follows them: "engaged in conversation",
@@ -210,18 +214,19 @@ class TriggerWords:
             return self._coordinated(mention, match.start())
         pair = (mention.head, mention.tail)
         owned = self._possessor(match.start(), mention.start)
-        if owned and owned[0] == THIRD:
+        if owned and owned[0] in (THIRD, SECOND):
             # one of the two owns it, so one is a he for "his" and a she for "her": "his marriage" ties neither
             # Marianne nor her mother
-            gender = "m" if self.text[owned[1]:owned[1] + 3].lower() == "his" else "f"
-            if not any(self.genders.get(c, gender) in (gender, None) for c in pair):
+            gender = {"his": "m", "her": "f"}.get(self.text[owned[1]:owned[1] + 3].lower())
+            if gender and not any(self.genders.get(c) in (gender, None) for c in pair):
                 return False
             first, spans = self._first_person(owned[1], mention)
             if first in pair:
-                # the speaker or the narrator can only be the one the phrase names ("I was his friend")
+                # the speaker or the narrator can only be the one the phrase names ("I was his friend", "I am your
+                # father")
                 other = mention.tail if first == mention.head else mention.head
-                named = (self.genders.get(other, gender) in (gender, None)
-                         and any(self._names(start, end, owned[1], match.end()) for start, end in spans))
+                fits = gender is None or self.genders.get(other) in (gender, None)
+                named = fits and any(self._names(start, end, owned[1], match.end()) for start, end in spans)
                 return (other, first) if named else False
             owned = None  # otherwise it counts as an unowned trigger
         phrase_start, phrase_end = (owned[1] if owned else match.start()), match.end()
@@ -326,6 +331,8 @@ class TriggerWords:
                 return NARRATOR, start + m.start()
             if speaker := self._speaker(start + m.start()):
                 return speaker, start + m.start()
+        if (m := YOUR_BEFORE.search(before)) and quoted(self.quotes, start + m.start()):
+            return SECOND, start + m.start()
         if m := PRONOUN_BEFORE.search(before):
             # in a quotation, the nearest name in the same quotation ("If Mrs. March can leave her husband")
             at = start + m.start()
