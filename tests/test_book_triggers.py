@@ -146,8 +146,8 @@ def test_a_quotation_belongs_to_the_one_speaker_its_paragraph_names():
                                   "“Nobody,” she said."])
     found = [(book.text[start:end], speaker) for start, end, speaker in speech(book, characters)[1]]
     assert found == [("“My sister came,”", "ben")]  # two speakers in the second paragraph, none in the third
-    book, characters = make_book(["“Your sister came,” I said.", "“Anna,” said I, and Ben replied, “Dora.”"],
-                                 narrator=True)
+    sentences = ["“Your sister came,” I said.", "“Anna,” said I, and Ben replied, “Dora.”"]
+    book, characters = make_book(sentences, narrator=True)
     found = [(book.text[start:end], speaker) for start, end, speaker in speech(book, characters)[1]]
     # a first-person narrator's "I" is a speaker too, where the tags name no one else
     assert found == [("“Your sister came,”", "narrator"), ("“Anna,”", "ben"), ("“Dora.”", "ben")]

@@ -8,29 +8,28 @@ only when one of the two is its possessor and the other is the person it names: 
 "Herbert, my dear friend", "Jane's sister Elizabeth"), as the subject of a copula ("Carl was Anna's father", "he was
 my friend") or after a preposition ("my marriage to Estella"). "Of" owns a noun as "'s" does: "Colonel Brandon, the
 friend of Sir John" says nothing of the Lady Middleton beside them, and "the marriage of Edward and Lucy" ties the
-two it names, not the Marianne who hopes against it. "My" counts as the narrator outside quotations; inside them it
-is the speaker, where the paragraph's speech tags name one character or, naming none, are the narrator's ("said I"):
-"“My father will be expecting us,” said Emma" says nothing of the Harriet she leaves with; where they do not, the
-trigger counts as before. "His" and "her"
-belong to the nearest character of that gender named before them in the pair's sentence (inside a quotation, in the
-same quotation: "If Mrs. March can leave her husband"), as the characters stage resolves pronouns. With none, one of
-the pair can own them only if of their gender ("his marriage" ties neither Marianne nor her mother), and they are
-someone else's than the one saying "I" there, the speaker in a quotation or the narrator outside one: "“If this
-woman is his wife, where does Mrs. Laura Lyons come in?” I asked" says nothing of the narrator and Laura Lyons,
-though "I was his friend" may make the narrator the friend of a he in the sentence; for other pairs, or with any
-other trigger, the trigger counts as before. Likewise a quotation's "your" is the one spoken to's, never the
-speaker's, who can only be the person it names ("I am your father"). So does the narrator's ("my friend") for a character the sentence calls only he or she
-("My friend bowed his compliments", of Holmes), who may be the person it names. "Their
-father" has several owners, none of them one character: it counts only for the person it names, as above ("Henry and
-Eleanor ... their father" makes them no parent and child), but "their marriage" and other ties count for any pair.
-A possessed trigger also says which of the two is which in a directed relation: "Emma ... her father, Mr. Woodhouse"
+two it names, not the Marianne who hopes against it; but "the son of Sir Charles's younger brother" is the
+brother's. "My" counts as the narrator outside quotations; inside them it is the speaker, where the paragraph's
+speech tags name one character or, naming none, are the narrator's ("said I"): "“My father will be expecting us,”
+said Emma" says nothing of the Harriet she leaves with; where they do not, the trigger counts as before. A
+quotation's "your" is the one spoken to's, never the speaker's, so it ties the speaker only as the person it names
+("I am your father"). "His" and "her" belong to the nearest character of that gender named before them in the pair's
+sentence (inside a quotation, in the same quotation: "If Mrs. March can leave her husband"), as the characters stage
+resolves pronouns. With none, one of the pair can own them only if of their gender ("his marriage" ties neither
+Marianne nor her mother), and not the one saying "I" there, the speaker in a quotation or the narrator outside one:
+"“If this woman is his wife, where does Mrs. Laura Lyons come in?” I asked" says nothing of the narrator and Laura
+Lyons, though "I was his friend" may make the narrator the friend of a he in the sentence; for other pairs, or with
+any other trigger, the trigger counts as before. So does the narrator's ("my friend") for a character the sentence
+calls only he or she ("My friend bowed his compliments", of Holmes), who may be the person it names. "Their father"
+has several owners, none of them one character: it counts only for the person it names, as above ("Henry and Eleanor
+... their father" makes them no parent and child), but "their marriage" and other ties count for any pair. A
+possessed trigger also says which of the two is which in a directed relation: "Emma ... her father, Mr. Woodhouse"
 makes him the parent though the sentence names her first, and "Barrymore, Sir Charles's butler" makes Sir Charles
-the employer (HEAD_WORDS, TAIL_WORDS); "of" before a possessive is that possessive's ("the son of Sir Charles's
-younger brother" is no son of Sir Charles). "Married" with no one after it says only that one person is married ("Here's Meg married and a mamma", "Mr. Ferrars
-was married"), so it counts only for two named side by side as its subject ("Edward and Lucy were married") or
-after a plural subject ("us to be married"). An unowned trigger in an indefinite phrase ("treat her like a child", "four spoiled children", "some friends") is
-someone the sentence does not name, so it counts only where the phrase names one of the pair ("Hannah is a model
-servant", "a brother, Ben").
+the employer (HEAD_WORDS, TAIL_WORDS). "Married" with no one after it says only that one person is married ("Here's
+Meg married and a mamma", "Mr. Ferrars was married"), so it counts only for two named side by side as its subject
+("Edward and Lucy were married") or after a plural subject ("us to be married"). An unowned trigger in an indefinite
+phrase ("treat her like a child", "four spoiled children", "some friends") is someone the sentence does not name, so
+it counts only where the phrase names one of the pair ("Hannah is a model servant", "a brother, Ben").
 
 A trigger that is a name, a title or an address is the person it calls, not a tie between two others: "Mother
 can't leave Father" says nothing of the two sisters in the sentence, nor "Aunt March" of the nieces beside her,
@@ -209,9 +208,10 @@ class TriggerWords:
         other_sense = OTHER_SENSE.get(match.group().lower())
         if other_sense and other_sense.match(self.text, match.end()):
             return False
-        if (match.group().lower() in MARRIAGE_VERBS and not MARRIAGE_OBJECT.match(self.text, match.end())
-                and not PLURAL_SUBJECT.search(self.text, max(mention.start, match.start() - _LOOK_BACK), match.start())):
-            return self._coordinated(mention, match.start())
+        if match.group().lower() in MARRIAGE_VERBS and not MARRIAGE_OBJECT.match(self.text, match.end()):
+            before = self.text[max(mention.start, match.start() - _LOOK_BACK):match.start()]
+            if not PLURAL_SUBJECT.search(before):
+                return self._coordinated(mention, match.start())
         pair = (mention.head, mention.tail)
         owned = self._possessor(match.start(), mention.start)
         if owned and owned[0] in (THIRD, SECOND):
@@ -242,8 +242,8 @@ class TriggerWords:
             owned = owners[0], phrase_start
         speaker = self._speaker(match.start())
         if speaker and self._said_to(phrase_start, match.end(), mention.start):
-            # "“My dear friend,” said Ben to me", "“Yes, father,” said Eppie to Silas": the speaker's tie with the
-            # one spoken to, who is named outside the quotation, not with those the speech names
+            # "“My dear friend,” said Ben to me", "“Yes, father,” said Eppie to Silas": the speaker's tie with
+            # the one spoken to, who is named outside the quotation, not with those the speech names
             other = mention.tail if speaker == mention.head else mention.head
             spoken_to = speaker in pair and any(not quoted(self.quotes, start)
                                                 for start, _, _ in self._spans(other, mention.start, mention.end))
