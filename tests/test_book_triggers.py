@@ -182,6 +182,9 @@ def test_a_character_the_sentence_only_calls_he_or_she_may_be_the_person_a_posse
     # a quotation's "your" is the one spoken to, never the speaker, who can only be the person it names
     ("“I hope your father Carl is well,” said Ben.", "parent_of", {"ben", "carl"}, False),
     ("“I am your father,” said Carl to Ben.", "parent_of", {"ben", "carl"}, True),
+    # a dash after "and sisters" is no apposition naming the "I" after it
+    ("“Carl and Dora--your brothers and sisters--I hope they are well,” said Anna.", "sibling_of", {"anna", "dora"},
+     False),
 ])
 def test_an_unowned_his_or_her_is_neither_the_narrators_nor_the_speakers(sentence, label, pair, expected):
     assert stated(sentence, label, pair, "narrator" in pair) is expected

@@ -162,7 +162,7 @@ PIPELINE = Pipeline([
           _dump_pairs, _load_pairs),
     Stage("relations", ("pairs",), 1, _relations,
           lambda r: {"scorer": r.scorer_id, "schema": r.schema.fingerprint, "escalation": r.escalation_id}),
-    Stage("edges", ("text", "characters", "pairs", "relations"), 23, _edges, _edge_settings,
+    Stage("edges", ("text", "characters", "pairs", "relations"), 24, _edges, _edge_settings,
           lambda edges: [e.to_json() for e in edges], lambda rows: [Edge.from_json(r) for r in rows]),
 ])
 STAGES = [*PIPELINE.names, "graph"]
