@@ -193,10 +193,12 @@ class TriggerWords:
         for match in pattern.finditer(self.text, mention.start, mention.end):
             about = self._about(match, mention)
             stated = stated or bool(about)
-            word = match.group().lower()
-            if isinstance(about, tuple) and (word in HEAD_WORDS.get(label, ()) or word in TAIL_WORDS.get(label, ())):
-                owner, person = about
-                orders.add((person, owner) if word in HEAD_WORDS[label] else (owner, person))
+            if isinstance(about, tuple):  # (owner, person): "father" puts the person at the head, "son" the owner
+                word = match.group().lower()
+                if word in HEAD_WORDS.get(label, ()):
+                    orders.add(about[::-1])
+                elif word in TAIL_WORDS.get(label, ()):
+                    orders.add(about)
         if not stated:
             return None
         return orders.pop() if len(orders) == 1 else (mention.head, mention.tail)
